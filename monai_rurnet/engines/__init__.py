@@ -1,0 +1,11 @@
+"""Shared training/evaluation machinery (ignite handlers) used by every bundle."""
+
+from monai_rurnet.engines.handlers import (
+    BestModelSaver,
+    GradientClipHandler,
+    MetricsJsonWriter,
+    NaNLossGuard,
+    ResumableCheckpoint,
+)
+
+__all__ = ["BestModelSaver", "GradientClipHandler", "MetricsJsonWriter", "NaNLossGuard", "ResumableCheckpoint"]

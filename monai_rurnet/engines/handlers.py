@@ -1,0 +1,177 @@
+"""Ignite handlers of the shared trainer: gradient clipping, resumable checkpoints, NaN guard, best model."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from monai.engines.utils import IterationEvents
+
+from monai_rurnet.utils import atomic_json_dump, atomic_torch_save
+
+__all__ = ["GradientClipHandler", "ResumableCheckpoint", "NaNLossGuard", "BestModelSaver", "MetricsJsonWriter"]
+
+CHECKPOINT_FORMAT = "monai_rurnet.checkpoint/1"
+logger = logging.getLogger(__name__)
+
+
+class GradientClipHandler:
+    """Clip the gradient norm to ``max_norm`` between backward and optimizer step (paper: 10)."""
+
+    def __init__(self, max_norm: float = 10.0) -> None:
+        self.max_norm = float(max_norm)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        scaler = getattr(engine, "scaler", None)
+        if getattr(engine, "amp", False) and scaler is not None:
+            scaler.unscale_(engine.optimizer)
+        torch.nn.utils.clip_grad_norm_(engine.network.parameters(), self.max_norm)
+
+
+class NaNLossGuard:
+    """Stop training with a clear error when the loss is NaN/Inf; the last checkpoint on disk stays intact."""
+
+    def __init__(self, checkpoint: str | os.PathLike | None = None) -> None:
+        self.checkpoint = checkpoint
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        out = engine.state.output
+        item = out[0] if isinstance(out, list) else out
+        loss = item.get("loss") if isinstance(item, dict) else None
+        if loss is not None and not math.isfinite(float(loss)):
+            where = f"epoch {engine.state.epoch}, iteration {engine.state.iteration}"
+            keep = f" The last good checkpoint is kept at {self.checkpoint}." if self.checkpoint else ""
+            raise FloatingPointError(
+                f"Training loss became {float(loss)} at {where}; stopping.{keep} Lower the learning rate or check "
+                "the inputs for NaN/Inf."
+            )
+
+
+class ResumableCheckpoint:
+    """Save network, optimizer, scheduler and engine progress atomically every ``interval`` epochs, and
+    resume from that file at start when it exists (so rerunning a killed command continues where it was).
+
+    Args:
+        path: checkpoint file (e.g. ``<bundle>/models/checkpoint.pt``).
+        network, optimizer, lr_scheduler: the objects to save/restore.
+        evaluator: optional; its ``best_metric`` is saved so best-model selection survives a restart.
+        interval: save every this many epochs.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        network: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        lr_scheduler: Any = None,
+        evaluator: Engine | None = None,
+        interval: int = 1,
+    ) -> None:
+        self.path = Path(path)
+        self.network = network
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.evaluator = evaluator
+        self.interval = max(1, int(interval))
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self.load)
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self.save)
+        engine.add_event_handler(Events.COMPLETED, self.save)
+
+    def state(self, engine: Engine) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "network": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": engine.state.epoch,
+            "iteration": engine.state.iteration,
+        }
+        if self.lr_scheduler is not None:
+            state["lr_scheduler"] = self.lr_scheduler.state_dict()
+        if self.evaluator is not None and getattr(self.evaluator.state, "best_metric", None) is not None:
+            state["best_metric"] = float(self.evaluator.state.best_metric)
+            state["best_metric_epoch"] = int(self.evaluator.state.best_metric_epoch)
+        return state
+
+    def save(self, engine: Engine) -> None:
+        atomic_torch_save(self.state(engine), self.path)
+
+    def load(self, engine: Engine) -> None:
+        if not self.path.is_file():
+            return
+        try:
+            ckpt = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(f"{self.path}: cannot resume, the checkpoint is unreadable ({e}).") from e
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{self.path}: not a monai_rurnet training checkpoint; move it away to start afresh.")
+        self.network.load_state_dict(ckpt["network"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.lr_scheduler is not None and "lr_scheduler" in ckpt:
+            self.lr_scheduler.load_state_dict(ckpt["lr_scheduler"])
+        engine.state.epoch = int(ckpt["epoch"])
+        engine.state.iteration = int(ckpt["iteration"])
+        if self.evaluator is not None and "best_metric" in ckpt:
+            self.evaluator.state.best_metric = ckpt["best_metric"]
+            self.evaluator.state.best_metric_epoch = ckpt["best_metric_epoch"]
+        logger.info(f"Resumed from {self.path} at epoch {engine.state.epoch}, iteration {engine.state.iteration}.")
+
+
+class BestModelSaver:
+    """Save the network's ``state_dict`` atomically to ``path`` whenever the evaluator's key metric improves.
+
+    Attach to the evaluator; it relies on MONAI's ``best_metric`` bookkeeping of ``key_val_metric``.
+    """
+
+    def __init__(self, network: torch.nn.Module, path: str | os.PathLike) -> None:
+        self.network = network
+        self.path = Path(path)
+        self._last_saved_epoch = -1
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        best_epoch = getattr(engine.state, "best_metric_epoch", -1)
+        trainer_epoch = engine.state.epoch
+        if best_epoch == trainer_epoch and best_epoch != self._last_saved_epoch:
+            atomic_torch_save(self.network.state_dict(), self.path)
+            self._last_saved_epoch = best_epoch
+            logger.info(f"Saved best model ({engine.state.best_metric:.4f} at epoch {best_epoch}) to {self.path}.")
+
+
+class MetricsJsonWriter:
+    """Write the engine's metrics (and best metric) to a JSON file atomically when the engine completes."""
+
+    def __init__(self, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.extra = extra or {}
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        metrics = {k: _to_jsonable(v) for k, v in engine.state.metrics.items()}
+        atomic_json_dump({"metrics": metrics, **self.extra}, self.path)
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist() if value.numel() > 1 else float(value)
+    if isinstance(value, dict):
+        return {k: _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    return value

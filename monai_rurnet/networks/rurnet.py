@@ -1,0 +1,213 @@
+"""The Recurrent U-Net (Wang, Yu & Fua, "Recurrent U-Net for Resource-Constrained Segmentation", ICCV 2019)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+from monai.networks.layers.factories import Conv, Pool
+
+from monai_rurnet.networks.blocks import ConvBlock, ConvGRUCell, DRUCell, EncoderDecoder, PlainUnit, SRUCell, UpStage
+
+__all__ = ["RecurrentUNet", "CELLS", "check_spatial_size", "valid_sizes"]
+
+CELLS = ("dru", "sru", "convgru", None)
+
+
+def valid_sizes(size: int, divisor: int) -> tuple[int, int]:
+    """The nearest multiples of ``divisor`` below (at least ``divisor``) and above ``size``."""
+    lower = max(divisor, (size // divisor) * divisor)
+    upper = -(-size // divisor) * divisor
+    return lower, upper
+
+
+def check_spatial_size(shape: Sequence[int], divisor: int) -> None:
+    """Raise a ``ValueError`` naming the size and the nearest valid sizes when a dim is not divisible."""
+    bad = [int(s) for s in shape if int(s) % divisor != 0 or int(s) == 0]
+    if bad:
+        hints = ", ".join(f"{s} -> {valid_sizes(s, divisor)[0]} or {valid_sizes(s, divisor)[1]}" for s in bad)
+        raise ValueError(
+            f"Input spatial size {tuple(int(s) for s in shape)} must be divisible by {divisor} in every dim "
+            f"({hints}). Pad the input (e.g. monai.transforms.DivisiblePad(k={divisor})) or use "
+            f"monai_rurnet.inferers, which pad and crop back."
+        )
+
+
+class RecurrentUNet(nn.Module):
+    """Recurrent U-Net with mask recurrence and a recurrent unit (DRU / SRU / ConvGRU) at level ``level``.
+
+    At step ``t = 1..T`` the network input is ``cat(x, s_{t-1})`` where ``s_{t-1}`` is the softmax (sigmoid for
+    one output channel) of the previous step's logits and ``s_0 = init_value``. The part of the U-Net from
+    encoder level ``level`` down to the bottleneck and back up to decoder level ``level`` is replaced by the
+    recurrent cell, whose hidden state (initialised to ``state_init``) has the width of decoder level ``level``.
+    ``level=4`` puts only the bottleneck block inside the unit, ``level=0`` the whole U-Net.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: image channels.
+        out_channels: number of classes (logits).
+        features: widths of the 5 levels (base 8 as in the paper).
+        cell: ``"dru"``, ``"sru"``, ``"convgru"`` (Rec-Middle at level 4, Rec-Last at level 0 with
+            ``mask_recurrence=False``) or ``None`` (plain U-Net; with ``mask_recurrence`` this is Rec-Simple).
+        level: 0..len(features)-1, where the recurrent unit starts.
+        steps: number of recurrent steps T (overridable at call time).
+        init_value: value of the initial mask ``s_0`` (paper: 1.0).
+        state_init: value of the initial hidden state ``h_0`` (default: ``init_value``).
+        mask_recurrence: concatenate the previous mask to the input.
+        state_block: use a conv block ``f_s`` after the state (paper eq. 5); default identity, as the
+            state already has the decoder's width.
+        norm: MONAI norm spec, e.g. ``("group", {"num_groups": 8})`` (U-Net-G) or ``"batch"`` (U-Net-B).
+        act: MONAI activation spec.
+        return_all_steps: in training mode return all steps stacked as ``(B, T, C, *S)``.
+
+    Shapes:
+        input ``(B, in_channels, *S)`` with ``S`` divisible by ``2 ** (len(features) - 1)``; eval output
+        ``(B, out_channels, *S)`` (last step's logits); training output ``(B, T, out_channels, *S)``.
+
+    Example::
+
+        net = RecurrentUNet(2, 3, 2, cell="dru", level=4, steps=3).eval()
+        logits = net(torch.rand(1, 3, 64, 64))          # (1, 2, 64, 64)
+        logits = net(torch.rand(1, 3, 64, 64), steps=1)  # anytime: one step only
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 3,
+        out_channels: int = 2,
+        features: Sequence[int] = (8, 16, 32, 64, 128),
+        cell: str | None = "dru",
+        level: int = 4,
+        steps: int = 3,
+        init_value: float = 1.0,
+        state_init: float | None = None,
+        mask_recurrence: bool = True,
+        state_block: bool = False,
+        norm: tuple | str = ("group", {"num_groups": 8}),
+        act: tuple | str = ("relu", {"inplace": True}),
+        return_all_steps: bool = True,
+    ) -> None:
+        super().__init__()
+        feats = tuple(int(f) for f in features)
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if cell not in CELLS:
+            raise ValueError(f"Unknown cell {cell!r}; choose one of {CELLS}.")
+        if not 0 <= level < len(feats):
+            raise ValueError(f"level must be in 0..{len(feats) - 1} for features={feats}, got {level}.")
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}.")
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.features = feats
+        self.cell_name = cell or "none"
+        self.level = level
+        self.steps = steps
+        self.init_value = float(init_value)
+        self.state_init = float(init_value if state_init is None else state_init)
+        self.mask_recurrence = mask_recurrence
+        self.return_all_steps = return_all_steps
+        self.divisor = 2 ** (len(feats) - 1)
+
+        net_in = in_channels + (out_channels if mask_recurrence else 0)
+        self.encoder = nn.ModuleList(
+            [ConvBlock(spatial_dims, net_in if i == 0 else feats[i - 1], feats[i], norm, act) for i in range(level)]
+        )
+        self.pool = Pool[Pool.MAX, spatial_dims](kernel_size=2)
+        unit_in = net_in if level == 0 else feats[level - 1]
+        unit_feats = feats[level:]
+        unit_out = feats[level]
+        if cell == "dru":
+            self.unit: nn.Module = DRUCell(spatial_dims, unit_in, unit_out, unit_feats, norm, act, state_block)
+        elif cell == "sru":
+            self.unit = SRUCell(spatial_dims, unit_in, unit_out, unit_feats, norm, act, state_block)
+        elif cell == "convgru":
+            self.unit = ConvGRUCell(spatial_dims, unit_in, unit_out, unit_feats, norm, act)
+        else:
+            self.unit = PlainUnit(EncoderDecoder(spatial_dims, unit_in, unit_out, unit_feats, norm, act), unit_out)
+        self.state_channels = int(self.unit.state_channels)
+        self.decoder = nn.ModuleList(
+            [UpStage(spatial_dims, feats[i + 1], feats[i], feats[i], norm, act) for i in reversed(range(level))]
+        )
+        self.head = Conv[Conv.CONV, spatial_dims](feats[0], out_channels, kernel_size=1)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """He (Kaiming) initialisation of every convolution, zero biases."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != self.spatial_dims + 2:
+            raise ValueError(
+                f"Expected a {self.spatial_dims + 2}D input (B, C, *spatial) for spatial_dims={self.spatial_dims}, "
+                f"got shape {list(x.shape)}."
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"Expected {self.in_channels} input channels, got {x.shape[1]} (shape {list(x.shape)}).")
+        if not torch.jit.is_scripting() and not torch.jit.is_tracing():
+            check_spatial_size(x.shape[2:], self.divisor)
+
+    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.out_channels == 1:
+            return torch.sigmoid(logits)
+        return torch.softmax(logits, dim=1)
+
+    def step(self, x: torch.Tensor, mask: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One recurrent step: ``(x, s_{t-1}, h_{t-1}) -> (logits_t, h_t)``; ``h`` empty means ``h_0``."""
+        e = torch.cat([x, mask], dim=1) if self.mask_recurrence else x
+        skips: list[torch.Tensor] = []
+        for block in self.encoder:
+            e = block(e)
+            skips.append(e)
+            e = self.pool(e)
+        if h.numel() == 0:
+            shape = [e.shape[0], self.state_channels] + list(e.shape[2:])
+            h = torch.full(shape, self.state_init, dtype=e.dtype, device=e.device)
+        d, h = self.unit(e, h)
+        for stage in self.decoder:
+            d = stage(d, skips.pop())
+        return self.head(d), h
+
+    def initial_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """``s_0``: ``(B, out_channels, *S)`` filled with ``init_value``."""
+        shape = [x.shape[0], self.out_channels] + list(x.shape[2:])
+        return torch.full(shape, self.init_value, dtype=x.dtype, device=x.device)
+
+    def forward_steps(
+        self, x: torch.Tensor, steps: int | None = None, tol: float | None = None
+    ) -> tuple[list[torch.Tensor], int]:
+        """Run up to ``steps`` steps and return every step's logits and the number of steps run.
+
+        With ``tol``, stop after step ``t >= 2`` when the largest absolute change of the probabilities between
+        steps ``t-1`` and ``t`` is below ``tol`` (anytime / early-exit inference).
+        """
+        self._check_input(x)
+        n_steps = self.steps if steps is None else int(steps)
+        if n_steps < 1:
+            raise ValueError(f"steps must be >= 1, got {n_steps}.")
+        mask = self.initial_mask(x)
+        h = torch.empty(0, dtype=x.dtype, device=x.device)
+        outputs: list[torch.Tensor] = []
+        for t in range(n_steps):
+            logits, h = self.step(x, mask, h)
+            outputs.append(logits)
+            prob = self._probabilities(logits)
+            if tol is not None and t > 0 and float((prob - mask).abs().max()) < tol:
+                return outputs, t + 1
+            mask = prob
+        return outputs, n_steps
+
+    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """Eval: last step's logits ``(B, C, *S)``; training: ``(B, T, C, *S)`` (or last step if not
+        ``return_all_steps``)."""
+        outputs, _ = self.forward_steps(x, steps)
+        if self.training and self.return_all_steps:
+            return torch.stack(outputs, dim=1)
+        return outputs[-1]

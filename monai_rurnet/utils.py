@@ -1,0 +1,84 @@
+"""Small shared utilities: atomic writes and safe checkpoint loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["atomic_write", "atomic_torch_save", "atomic_json_dump", "load_state_dict_file"]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` on a temp file beside ``path`` and rename it over ``path`` only on success.
+
+    An interrupted or failing write leaves no partial file at ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_json_dump(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+
+    def _write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    return atomic_write(path, _write)
+
+
+def load_state_dict_file(path: str | os.PathLike, network: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Load a weights file with ``torch.load(weights_only=True)`` and, given ``network``, load it strictly.
+
+    Accepts a bare ``state_dict`` or a checkpoint dict holding one under ``"network"``/``"model"``/``"state_dict"``.
+    Raises a ``ValueError`` naming the file when it is not a checkpoint of this network.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: weights file not found.")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors, truncated files, non-torch files
+        raise ValueError(f"{path}: not a readable PyTorch weights file ({type(e).__name__}: {e}).") from e
+    if isinstance(obj, dict):
+        for key in ("network", "model", "state_dict"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: does not hold a state_dict (a dict of tensors).")
+    if network is not None:
+        result = network.load_state_dict(obj, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(
+                f"{path}: weights do not match {type(network).__name__}: "
+                f"{len(result.missing_keys)} missing keys (e.g. {result.missing_keys[:3]}), "
+                f"{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[:3]}). "
+                "Check that the network variant and its arguments match the ones the weights were trained with."
+            )
+    return obj
