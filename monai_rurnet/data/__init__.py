@@ -1,0 +1,84 @@
+"""Data I/O, datalists, synthetic generators and transform chains for the Recurrent U-Net bundles."""
+
+from __future__ import annotations
+
+from monai_rurnet.data.geotiff import (
+    MASSROADS_CRS,
+    RasterioReader,
+    RasterioWriter,
+    affine_to_geotransform,
+    create_like,
+    geotransform_to_affine,
+    iter_windows,
+    massroads_geotransform,
+    read_window,
+    write_georeferenced_tile,
+    write_geotiff,
+)
+from monai_rurnet.data.hands import hand_folder_datalist, make_synthetic_hands, synthetic_hand_image
+from monai_rurnet.data.retina import (
+    chase_datalist,
+    drive_datalist,
+    fov_diameter,
+    fov_mask_from_image,
+    stare_datalist,
+)
+from monai_rurnet.data.roads import MarkVoidd, massroads_datalist, void_mask
+from monai_rurnet.data.synthetic import synthetic_roads, synthetic_vessel_image
+from monai_rurnet.data.transforms import (
+    AddFOVMaskd,
+    Binarized,
+    EncodeIgnored,
+    MatchSizeToImaged,
+    NormalizeInFOVd,
+    hands_infer_transforms,
+    hands_train_transforms,
+    load_transforms,
+    retina_eval_transforms,
+    retina_infer_transforms,
+    retina_train_transforms,
+    roads_eval_transforms,
+    roads_infer_transforms,
+    roads_train_transforms,
+)
+
+__all__ = [
+    "MASSROADS_CRS",
+    "AddFOVMaskd",
+    "Binarized",
+    "EncodeIgnored",
+    "MarkVoidd",
+    "MatchSizeToImaged",
+    "NormalizeInFOVd",
+    "RasterioReader",
+    "RasterioWriter",
+    "affine_to_geotransform",
+    "chase_datalist",
+    "create_like",
+    "drive_datalist",
+    "fov_diameter",
+    "fov_mask_from_image",
+    "geotransform_to_affine",
+    "hand_folder_datalist",
+    "hands_infer_transforms",
+    "hands_train_transforms",
+    "iter_windows",
+    "load_transforms",
+    "make_synthetic_hands",
+    "massroads_datalist",
+    "massroads_geotransform",
+    "read_window",
+    "retina_eval_transforms",
+    "retina_infer_transforms",
+    "retina_train_transforms",
+    "roads_eval_transforms",
+    "roads_infer_transforms",
+    "roads_train_transforms",
+    "stare_datalist",
+    "synthetic_hand_image",
+    "synthetic_roads",
+    "synthetic_vessel_image",
+    "void_mask",
+    "write_georeferenced_tile",
+    "write_geotiff",
+]

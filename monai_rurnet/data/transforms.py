@@ -1,0 +1,417 @@
+"""MONAI transform chains for the retina, roads and hands bundles, plus the custom dictionary transforms.
+
+Files are read with MONAI's ``PILReader`` (default ``reverse_indexing=True``), so 2D arrays are
+channel-first with spatial axes ``(W, H)`` as in MONAI/``PILWriter``; "horizontal" flips use spatial axis 0.
+Images are converted to RGB, labels/masks to 8-bit grey and binarised to {0, 1}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor, PILReader
+from monai.transforms import (
+    Compose,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    LoadImaged,
+    MapTransform,
+    NormalizeIntensityd,
+    RandAdjustContrastd,
+    RandCropByPosNegLabeld,
+    RandFlipd,
+    RandRotate90d,
+    RandRotated,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    RandSpatialCropSamplesd,
+    Resized,
+    ScaleIntensityRanged,
+)
+
+from monai_rurnet.data.retina import fov_mask_from_image
+from monai_rurnet.data.roads import MarkVoidd
+from monai_rurnet.metrics.utils import IGNORE_VALUE
+
+__all__ = [
+    "NormalizeInFOVd",
+    "AddFOVMaskd",
+    "Binarized",
+    "EncodeIgnored",
+    "MatchSizeToImaged",
+    "pil_to_rgb",
+    "pil_to_gray",
+    "load_transforms",
+    "retina_train_transforms",
+    "retina_eval_transforms",
+    "retina_infer_transforms",
+    "roads_train_transforms",
+    "roads_eval_transforms",
+    "roads_infer_transforms",
+    "hands_train_transforms",
+    "hands_infer_transforms",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def pil_to_rgb(img):
+    """PIL converter: any mode (P, L, RGBA, ...) -> RGB."""
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def pil_to_gray(img):
+    """PIL converter for labels/masks: palette, RGB(A), 1-bit -> 8-bit grey (``L``)."""
+    return img if img.mode in ("L", "I", "I;16", "F") else img.convert("L")
+
+
+def _like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Wrap ``x`` as a MetaTensor carrying ``ref``'s metadata (so spatial transforms treat it alike)."""
+    if isinstance(ref, MetaTensor):
+        return MetaTensor(x, meta=dict(ref.meta), applied_operations=list(ref.applied_operations))
+    return x
+
+
+class NormalizeInFOVd(MapTransform):
+    """Per-channel standardisation with mean/std computed inside the FOV mask ``mask_key`` (whole image
+    when the mask is absent); pixels outside the FOV are set to 0."""
+
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        mask_key: str = "mask",
+        eps: float = 1e-6,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.mask_key, self.eps = mask_key, eps
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = torch.as_tensor(d[key]).float()
+            m = d.get(self.mask_key)
+            m = torch.ones_like(img[:1], dtype=torch.bool) if m is None else torch.as_tensor(m)[:1] > 0
+            if m.shape[1:] != img.shape[1:]:
+                raise ValueError(
+                    f"NormalizeInFOVd: mask shape {tuple(m.shape)} != image shape {tuple(img.shape)}"
+                )
+            if not m.any():
+                m = torch.ones_like(m)
+            sel = img[:, m[0]]
+            mean, std = sel.mean(1), sel.std(1)
+            out = (img - mean[:, None, None]) / (std[:, None, None] + self.eps) * m
+            d[key] = _like(out.as_tensor() if isinstance(out, MetaTensor) else out, d[key])
+        return d
+
+
+class AddFOVMaskd(MapTransform):
+    """Add a {0, 1} float FOV mask ``(1, ...)`` under ``mask_key`` computed by :func:`fov_mask_from_image`
+    from the channel-first image, unless the data already has one."""
+
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        mask_key: str = "mask",
+        overwrite: bool = False,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.mask_key, self.overwrite = mask_key, overwrite
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            if self.mask_key in d and d[self.mask_key] is not None and not self.overwrite:
+                continue
+            img = d[key]
+            arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+            fov = torch.as_tensor(fov_mask_from_image(arr, channel_dim=0)[None].astype(np.float32))
+            d[self.mask_key] = _like(fov, img)
+        return d
+
+
+class Binarized(MapTransform):
+    """Binarise labels/masks to float {0, 1}: ``x > threshold``; ``threshold=None`` uses 0.5 for data in
+    [0, 1] and 127 otherwise (so 0/255 files and lossy JPEG masks both work)."""
+
+    def __init__(
+        self, keys: KeysCollection, threshold: float | None = None, allow_missing_keys: bool = False
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.threshold = threshold
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            x = d[key]
+            x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+            thr = self.threshold
+            if thr is None:
+                thr = 0.5 if float(x.max()) <= 1.0 else 127.0
+            d[key] = (x > thr).to(torch.float32)
+        return d
+
+
+class EncodeIgnored(MapTransform):
+    """Set label pixels to 255 (ignored by the metrics) where ``mask_key`` is 0 (``mask_is_valid=True``, a FOV)
+    or where it is non-zero (``mask_is_valid=False``, a void mask). No-op when the mask is absent."""
+
+    def __init__(
+        self,
+        keys: KeysCollection = "label",
+        mask_key: str = "mask",
+        mask_is_valid: bool = True,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.mask_key, self.mask_is_valid = mask_key, mask_is_valid
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        m = d.get(self.mask_key)
+        if m is None:
+            return d
+        for key in self.key_iterator(d):
+            y = d[key]
+            mm = torch.as_tensor(m, device=y.device) > 0.5
+            ig = ~mm if self.mask_is_valid else mm
+            d[key] = torch.where(ig, torch.full_like(y, IGNORE_VALUE), y)
+        return d
+
+
+class MatchSizeToImaged(MapTransform):
+    """Resize ``keys`` (e.g. a 1500 px label) to the spatial size of ``image_key`` with ``mode`` (nearest)."""
+
+    def __init__(
+        self,
+        keys: KeysCollection = "label",
+        image_key: str = "image",
+        mode: str = "nearest",
+        allow_missing_keys: bool = True,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.image_key, self.mode = image_key, mode
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        size = tuple(d[self.image_key].shape[1:])
+        for key in self.key_iterator(d):
+            if tuple(d[key].shape[1:]) != size:
+                d = Resized(key, spatial_size=size, mode=self.mode)(d)
+        return d
+
+
+def load_transforms(image_key: str = "image", label_keys: Sequence[str] = ("label", "mask")) -> list:
+    """LoadImaged (PIL: image -> RGB, labels/masks -> grey) + EnsureChannelFirstd; missing label keys allowed."""
+    label_keys = list(label_keys)
+    return [
+        LoadImaged(image_key, reader=PILReader(converter=pil_to_rgb), image_only=True),
+        LoadImaged(
+            label_keys, reader=PILReader(converter=pil_to_gray), image_only=True, allow_missing_keys=True
+        ),
+        EnsureChannelFirstd([image_key, *label_keys], allow_missing_keys=True),
+    ]
+
+
+def _retina_common(keys: list[str]) -> list:
+    return [
+        *load_transforms("image", [k for k in keys if k != "image"]),
+        Binarized(["label", "mask"], allow_missing_keys=True),
+        AddFOVMaskd("image", mask_key="mask"),
+        ScaleIntensityRanged("image", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
+        NormalizeInFOVd("image", mask_key="mask"),
+    ]
+
+
+def retina_train_transforms(
+    patch_size: int | Sequence[int] = 96,
+    num_samples: int = 8,
+    rotate_deg: float = 10.0,
+    flip_prob: float = 0.5,
+    rot90: bool = True,
+    rotate_prob: float = 1.0,
+    pos: float = 1.0,
+    neg: float = 1.0,
+) -> Compose:
+    """Retina training: load, FOV normalisation, whole-image rotation (bilinear image, nearest label/mask),
+    ``num_samples`` crops of ``patch_size`` (pos/neg centres, negatives inside the FOV), horizontal flip,
+    optional random 90 degree rotations. Keys image/label/mask (mask computed when absent)."""
+    keys = ["image", "label", "mask"]
+    ps = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+    t = _retina_common(keys)
+    if rotate_deg > 0:
+        t.append(
+            RandRotated(
+                keys,
+                range_x=np.deg2rad(rotate_deg),
+                prob=rotate_prob,
+                mode=("bilinear", "nearest", "nearest"),
+                padding_mode="zeros",
+            )
+        )
+    t.append(
+        RandCropByPosNegLabeld(
+            keys,
+            label_key="label",
+            spatial_size=ps,
+            pos=pos,
+            neg=neg,
+            num_samples=num_samples,
+            image_key="mask",
+            image_threshold=0.5,
+        )
+    )
+    if flip_prob > 0:
+        t.append(RandFlipd(keys, prob=flip_prob, spatial_axis=0))
+    if rot90:
+        t.append(RandRotate90d(keys, prob=0.5, max_k=3))
+    t.append(EnsureTyped(keys, dtype=torch.float32, track_meta=False))
+    return Compose(t)
+
+
+def retina_eval_transforms() -> Compose:
+    """Retina evaluation: image/label/mask loaded, binarised and FOV-normalised; no randomness."""
+    keys = ["image", "label", "mask"]
+    return Compose([*_retina_common(keys), EnsureTyped(keys, dtype=torch.float32)])
+
+
+def retina_infer_transforms() -> Compose:
+    """Retina inference: image + optional mask (FOV computed from the image when absent), FOV-normalised."""
+    keys = ["image", "mask"]
+    return Compose([*_retina_common(keys), EnsureTyped(keys, dtype=torch.float32)])
+
+
+def _roads_common(mean: Sequence[float], std: Sequence[float], with_label: bool) -> list:
+    keys = ["image", "label"] if with_label else ["image"]
+    t = load_transforms("image", keys[1:])
+    if with_label:
+        t += [MatchSizeToImaged("label", image_key="image"), Binarized("label")]
+    t += [
+        MarkVoidd("image", void_key="void"),
+        ScaleIntensityRanged("image", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
+        NormalizeIntensityd("image", subtrahend=np.asarray(mean), divisor=np.asarray(std), channel_wise=True),
+    ]
+    return t
+
+
+def roads_train_transforms(
+    patch_size: int | Sequence[int] = 256,
+    num_samples: int = 4,
+    flip_prob: float = 0.5,
+    rot90: bool = True,
+    rotate_deg: float = 0.0,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Compose:
+    """Roads training: void mask from white pixels, /255 then fixed mean/std, random crops, flips, rot90.
+    Keys image/label/void (void is float {0, 1}; the loss should ignore void pixels)."""
+    keys = ["image", "label", "void"]
+    ps = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+    t = _roads_common(mean, std, True)
+    t.append(EnsureTyped("void", dtype=torch.float32))
+    if rotate_deg > 0:
+        t.append(
+            RandRotated(
+                keys,
+                range_x=np.deg2rad(rotate_deg),
+                prob=1.0,
+                mode=("bilinear", "nearest", "nearest"),
+                padding_mode="zeros",
+            )
+        )
+    t.append(RandSpatialCropSamplesd(keys, roi_size=ps, num_samples=num_samples, random_size=False))
+    if flip_prob > 0:
+        t += [
+            RandFlipd(keys, prob=flip_prob, spatial_axis=0),
+            RandFlipd(keys, prob=flip_prob, spatial_axis=1),
+        ]
+    if rot90:
+        t.append(RandRotate90d(keys, prob=0.5, max_k=3))
+    t.append(EnsureTyped(keys, dtype=torch.float32, track_meta=False))
+    return Compose(t)
+
+
+def roads_eval_transforms(
+    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> Compose:
+    """Roads evaluation: label resized (nearest) to the image when needed, void mask, normalised image."""
+    keys = ["image", "label", "void"]
+    return Compose([*_roads_common(mean, std, True), EnsureTyped(keys, dtype=torch.float32)])
+
+
+def roads_infer_transforms(
+    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> Compose:
+    """Roads inference: image (+ void mask), normalised."""
+    return Compose([*_roads_common(mean, std, False), EnsureTyped(["image", "void"], dtype=torch.float32)])
+
+
+def hands_train_transforms(
+    size: Sequence[int] = (256, 256),
+    flip_prob: float = 0.5,
+    rotate_deg: float = 15.0,
+    intensity_prob: float = 0.5,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Compose:
+    """Hands training: resize to ``size`` (``(W, H)`` in PIL layout), flip, rotation, brightness/contrast
+    jitter, fixed mean/std. Keys image/label."""
+    keys = ["image", "label"]
+    t = [
+        *load_transforms("image", ["label"]),
+        Binarized("label"),
+        Resized("image", spatial_size=tuple(size), mode="area"),
+        Resized("label", spatial_size=tuple(size), mode="nearest"),
+        ScaleIntensityRanged("image", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
+    ]
+    if flip_prob > 0:
+        t.append(RandFlipd(keys, prob=flip_prob, spatial_axis=0))
+    if rotate_deg > 0:
+        t.append(
+            RandRotated(
+                keys,
+                range_x=np.deg2rad(rotate_deg),
+                prob=0.5,
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+            )
+        )
+    if intensity_prob > 0:
+        t += [
+            RandScaleIntensityd("image", factors=0.2, prob=intensity_prob),
+            RandShiftIntensityd("image", offsets=0.1, prob=intensity_prob),
+            RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=intensity_prob),
+        ]
+    t += [
+        NormalizeIntensityd("image", subtrahend=np.asarray(mean), divisor=np.asarray(std), channel_wise=True),
+        EnsureTyped(keys, dtype=torch.float32, track_meta=False),
+    ]
+    return Compose(t)
+
+
+def hands_infer_transforms(
+    size: Sequence[int] = (256, 256),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Compose:
+    """Hands inference/evaluation: resize to ``size``, /255, fixed mean/std; ``label`` handled when present."""
+    return Compose(
+        [
+            *load_transforms("image", ["label"]),
+            Binarized("label", allow_missing_keys=True),
+            Resized("image", spatial_size=tuple(size), mode="area"),
+            Resized("label", spatial_size=tuple(size), mode="nearest", allow_missing_keys=True),
+            ScaleIntensityRanged("image", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
+            NormalizeIntensityd(
+                "image", subtrahend=np.asarray(mean), divisor=np.asarray(std), channel_wise=True
+            ),
+            EnsureTyped(["image", "label"], dtype=torch.float32, allow_missing_keys=True),
+        ]
+    )

@@ -1,0 +1,205 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from monai_rurnet.data import (
+    AddFOVMaskd,
+    EncodeIgnored,
+    MarkVoidd,
+    chase_datalist,
+    drive_datalist,
+    fov_diameter,
+    fov_mask_from_image,
+    hand_folder_datalist,
+    hands_infer_transforms,
+    hands_train_transforms,
+    make_synthetic_hands,
+    massroads_datalist,
+    retina_eval_transforms,
+    retina_infer_transforms,
+    retina_train_transforms,
+    roads_eval_transforms,
+    roads_train_transforms,
+    stare_datalist,
+    synthetic_roads,
+    synthetic_vessel_image,
+    void_mask,
+)
+
+DRIVE = Path("/work/shared/data/DRIVE")
+ROADS = Path("/work/shared/data/MassRoads")
+
+
+def _save(arr_chw_or_hw, path, mode=None):
+    a = np.asarray(arr_chw_or_hw)
+    if a.ndim == 3:
+        a = a.transpose(1, 2, 0)
+    Image.fromarray(a).save(path)
+
+
+@pytest.fixture(scope="module")
+def fake_drive(tmp_path_factory):
+    root = tmp_path_factory.mktemp("DRIVE")
+    for split, ids in (("training", (21, 22)), ("test", (1,))):
+        for sub in ("images", "1st_manual", "mask"):
+            (root / split / sub).mkdir(parents=True)
+        for i in ids:
+            img, lab, fov = synthetic_vessel_image((120, 110), seed=i)
+            _save(img, root / split / "images" / f"{i:02d}_{split}.tif")
+            _save(fov.astype(np.uint8) * 255, root / split / "mask" / f"{i:02d}_{split}_mask.gif")
+            if split == "training":
+                _save(lab * 255, root / split / "1st_manual" / f"{i:02d}_manual1.gif")
+    return root
+
+
+def test_synthetic_deterministic():
+    a = synthetic_vessel_image(seed=3)
+    b = synthetic_vessel_image(seed=3)
+    c = synthetic_vessel_image(seed=4)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[1], c[1])
+    img, lab, fov = a
+    assert img.shape == (3, 584, 565) and img.dtype == np.uint8 and lab.shape == (584, 565)
+    assert set(np.unique(lab)) == {0, 1} and not lab[~fov].any() and (img[:, ~fov] == 0).all()
+    assert 0.03 < lab[fov].mean() < 0.25
+    r1, l1 = synthetic_roads(seed=1, void_corner=True)
+    r2, l2 = synthetic_roads(seed=1, void_corner=True)
+    np.testing.assert_array_equal(r1, r2)
+    assert r1.shape == (3, 512, 512) and set(np.unique(l1)) == {0, 1}
+    v = void_mask(r1)
+    assert v.any() and not l1[v].any()
+
+
+def test_fov_from_synthetic():
+    img, _, fov = synthetic_vessel_image(seed=0)
+    est = fov_mask_from_image(img)
+    assert (est & ~fov).sum() == 0
+    assert abs(fov_diameter(est) - fov_diameter(fov)) < 5
+    est_hwc = fov_mask_from_image(img.transpose(1, 2, 0), channel_dim=-1)
+    np.testing.assert_array_equal(est, est_hwc)
+
+
+def test_drive_datalist_fake(fake_drive):
+    dl = drive_datalist(fake_drive)
+    assert len(dl) == 2 and set(dl[0]) == {"image", "label", "mask"}
+    assert len(drive_datalist(fake_drive, ids=[22])) == 1
+    test = drive_datalist(fake_drive, "test")
+    assert set(test[0]) == {"image", "mask"}
+    with pytest.raises(FileNotFoundError, match="images"):
+        drive_datalist(fake_drive / "nope")
+    with pytest.raises(FileNotFoundError, match="ids"):
+        drive_datalist(fake_drive, ids=[30])
+
+
+def test_drive_datalist_real():
+    if not DRIVE.is_dir():
+        pytest.skip(f"{DRIVE} not present")
+    dl = drive_datalist(DRIVE)
+    assert len(dl) == 20 and all(Path(d["label"]).is_file() for d in dl)
+    assert len(drive_datalist(DRIVE, "test")) == 20
+    d = retina_eval_transforms()(dl[0])
+    assert tuple(d["image"].shape) == (3, 565, 584)  # PIL layout (W, H)
+    fov = fov_mask_from_image(np.asarray(Image.open(dl[0]["image"])), channel_dim=-1)
+    ref = np.asarray(Image.open(dl[0]["mask"])) > 0
+    assert (fov != ref).mean() < 0.01
+
+
+def test_retina_transforms(fake_drive):
+    item = drive_datalist(fake_drive)[0]
+    out = retina_train_transforms(patch_size=32, num_samples=3)(item)
+    assert isinstance(out, list) and len(out) == 3
+    for o in out:
+        assert tuple(o["image"].shape) == (3, 32, 32) and tuple(o["label"].shape) == (1, 32, 32)
+        assert set(torch.unique(o["label"]).tolist()) <= {0.0, 1.0}
+        assert set(torch.unique(o["mask"]).tolist()) <= {0.0, 1.0}
+    ev = retina_eval_transforms()(item)
+    m = ev["mask"][0] > 0
+    img = ev["image"]
+    assert torch.allclose(img[:, m].mean(1), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(img[:, m].std(1), torch.ones(3), atol=1e-3)
+    # no mask file -> FOV from the image
+    inf = retina_infer_transforms()({"image": item["image"]})
+    assert tuple(inf["mask"].shape) == (1, *img.shape[1:])
+    assert (inf["mask"][0] > 0).float().mean() > 0.5
+    enc = EncodeIgnored("label", mask_key="mask")(ev)
+    assert set(torch.unique(enc["label"]).tolist()) <= {0.0, 1.0, 255.0}
+    assert (enc["label"][0][~m] == 255).all()
+
+
+def test_add_fov_keeps_existing():
+    d = {"image": torch.zeros(3, 8, 8), "mask": torch.ones(1, 8, 8)}
+    assert AddFOVMaskd()(d)["mask"].sum() == 64
+
+
+def test_roads(tmp_path):
+    for split, n in (("train", 2), ("valid", 1)):
+        (tmp_path / split / "sat").mkdir(parents=True)
+        (tmp_path / split / "map").mkdir(parents=True)
+        for i in range(n):
+            img, lab = synthetic_roads((96, 96), seed=i, void_corner=True)
+            _save(img, tmp_path / split / "sat" / f"1000100{i}_15.png")
+            lab_big = np.asarray(Image.fromarray(lab * 255).resize((144, 144), Image.NEAREST))
+            _save(lab_big if split == "valid" else lab * 255, tmp_path / split / "map" / f"1000100{i}_15.tif")
+    dl = massroads_datalist(tmp_path)
+    assert len(dl) == 2 and dl[0]["label"].endswith(".tif")
+    assert len(massroads_datalist(tmp_path, ids=["10001001_15"])) == 1
+    out = roads_train_transforms(patch_size=64, num_samples=2)(dl[0])
+    assert len(out) == 2 and tuple(out[0]["void"].shape) == (1, 64, 64)
+    assert set(torch.unique(out[0]["label"]).tolist()) <= {0.0, 1.0}
+    ev = roads_eval_transforms()(massroads_datalist(tmp_path, "valid")[0])
+    assert tuple(ev["label"].shape) == (1, 96, 96) and ev["void"].sum() > 0
+    assert (ev["label"][ev["void"] > 0] > 0).float().mean() < 0.05  # nearest round trip at the edge
+    d = MarkVoidd()({"image": torch.full((3, 4, 4), 255.0)})
+    assert d["void"].shape == (1, 4, 4) and d["void"].all()
+
+
+def test_roads_real_valid():
+    if not (ROADS / "valid").is_dir():
+        pytest.skip(f"{ROADS}/valid not present")
+    ev = roads_eval_transforms()(massroads_datalist(ROADS, "valid")[0])
+    assert tuple(ev["label"].shape) == (1, 1024, 1024)
+
+
+def test_hands(tmp_path):
+    dl = make_synthetic_hands(tmp_path / "h", n=3, size=(64, 80), seed=1)
+    again = make_synthetic_hands(tmp_path / "h2", n=3, size=(64, 80), seed=1)
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(dl[2]["image"])), np.asarray(Image.open(again[2]["image"]))
+    )
+    mask = np.asarray(Image.open(dl[0]["label"]))
+    assert mask.shape == (64, 80) and set(np.unique(mask)) == {0, 255}
+    assert hand_folder_datalist(tmp_path / "h") == dl
+    out = hands_train_transforms(size=(32, 32))(dl[0])
+    assert tuple(out["image"].shape) == (3, 32, 32) and set(torch.unique(out["label"]).tolist()) <= {0.0, 1.0}
+    inf = hands_infer_transforms(size=(32, 32))({"image": dl[0]["image"]})
+    assert tuple(inf["image"].shape) == (3, 32, 32)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "h" / "images" / "extra.jpg")
+    with pytest.raises(FileNotFoundError, match="extra.jpg"):
+        hand_folder_datalist(tmp_path / "h")
+
+
+def test_chase_stare(tmp_path):
+    img, lab, _ = synthetic_vessel_image((40, 40), seed=0)
+    c = tmp_path / "chase"
+    c.mkdir()
+    _save(img, c / "Image_01L.jpg")
+    _save(lab * 255, c / "Image_01L_1stHO.png")
+    assert chase_datalist(c) == [{"image": str(c / "Image_01L.jpg"), "label": str(c / "Image_01L_1stHO.png")}]
+    s = tmp_path / "stare"
+    s.mkdir()
+    _save(img, s / "im0001.ppm")
+    _save(lab * 255, s / "im0001.ah.ppm")
+    assert stare_datalist(s)[0]["label"].endswith("im0001.ah.ppm")
+    (s / "images").mkdir()
+    (s / "labels-ah").mkdir()
+    _save(img, s / "images" / "im0002.ppm")
+    _save(lab * 255, s / "labels-ah" / "im0002.ah.ppm")
+    assert stare_datalist(s)[0]["image"].endswith("images/im0002.ppm")
+    d = retina_infer_transforms()({"image": stare_datalist(s)[0]["image"]})
+    assert tuple(d["mask"].shape) == (1, 40, 40)
