@@ -71,6 +71,13 @@ def pil_to_gray(img):
     return img if img.mode in ("L", "I", "I;16", "F") else img.convert("L")
 
 
+def _plain(x) -> torch.Tensor:
+    """Plain ``torch.Tensor`` view of a MetaTensor / array (fast arithmetic, no metadata tracking)."""
+    if isinstance(x, MetaTensor):
+        return x.as_tensor()
+    return torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+
+
 def _like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Wrap ``x`` as a MetaTensor carrying ``ref``'s metadata (so spatial transforms treat it alike)."""
     if isinstance(ref, MetaTensor):
@@ -95,9 +102,9 @@ class NormalizeInFOVd(MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            img = torch.as_tensor(d[key]).float()
+            img = _plain(d[key]).float()
             m = d.get(self.mask_key)
-            m = torch.ones_like(img[:1], dtype=torch.bool) if m is None else torch.as_tensor(m)[:1] > 0
+            m = torch.ones_like(img[:1], dtype=torch.bool) if m is None else _plain(m)[:1] > 0
             if m.shape[1:] != img.shape[1:]:
                 raise ValueError(
                     f"NormalizeInFOVd: mask shape {tuple(m.shape)} != image shape {tuple(img.shape)}"
@@ -107,7 +114,7 @@ class NormalizeInFOVd(MapTransform):
             sel = img[:, m[0]]
             mean, std = sel.mean(1), sel.std(1)
             out = (img - mean[:, None, None]) / (std[:, None, None] + self.eps) * m
-            d[key] = _like(out.as_tensor() if isinstance(out, MetaTensor) else out, d[key])
+            d[key] = _like(out, d[key])
         return d
 
 
@@ -150,12 +157,11 @@ class Binarized(MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            x = d[key]
-            x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+            x = _plain(d[key])
             thr = self.threshold
             if thr is None:
                 thr = 0.5 if float(x.max()) <= 1.0 else 127.0
-            d[key] = (x > thr).to(torch.float32)
+            d[key] = _like((x > thr).to(torch.float32), d[key])
         return d
 
 

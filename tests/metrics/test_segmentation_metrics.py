@@ -145,3 +145,21 @@ def test_handlers_in_evaluator_and_json(tmp_path):
     p = save_metrics_json(engine.state.metrics, tmp_path / "m.json")
     data = json.loads(open(p).read())
     assert data["mIoU"] == pytest.approx(1.0)
+
+
+def test_decollated_lists_like_evaluator():
+    from ignite.engine import Engine
+    from monai.handlers import from_engine
+
+    lab = torch.zeros(1, 16, 16)
+    lab[:, 4:8] = 1
+    pred = torch.cat([1 - lab, lab])  # 2-channel softmax
+    batch = [{"pred": pred, "label": apply_ignore(lab, torch.zeros_like(lab, dtype=torch.bool))}] * 2
+    engine = Engine(lambda e, b: b)
+    from monai_rurnet.metrics import PRBreakEvenHandler, RelaxedPRHandler
+
+    PRBreakEvenHandler(output_transform=from_engine(["pred", "label"])).attach(engine, "be")
+    RelaxedPRHandler(output_transform=from_engine(["pred", "label"])).attach(engine, "rf1")
+    engine.run([batch])
+    assert engine.state.metrics["be"] == pytest.approx(1.0)
+    assert engine.state.metrics["rf1"] == pytest.approx(1.0)
