@@ -5,7 +5,15 @@ from monai_rurnet.engines.handlers import (
     GradientClipHandler,
     MetricsJsonWriter,
     NaNLossGuard,
+    OverlaySaver,
     ResumableCheckpoint,
 )
 
-__all__ = ["BestModelSaver", "GradientClipHandler", "MetricsJsonWriter", "NaNLossGuard", "ResumableCheckpoint"]
+__all__ = [
+    "BestModelSaver",
+    "GradientClipHandler",
+    "MetricsJsonWriter",
+    "NaNLossGuard",
+    "OverlaySaver",
+    "ResumableCheckpoint",
+]

@@ -14,7 +14,14 @@ from monai.engines.utils import IterationEvents
 
 from monai_rurnet.utils import atomic_json_dump, atomic_torch_save
 
-__all__ = ["GradientClipHandler", "ResumableCheckpoint", "NaNLossGuard", "BestModelSaver", "MetricsJsonWriter"]
+__all__ = [
+    "GradientClipHandler",
+    "ResumableCheckpoint",
+    "NaNLossGuard",
+    "BestModelSaver",
+    "MetricsJsonWriter",
+    "OverlaySaver",
+]
 
 CHECKPOINT_FORMAT = "monai_rurnet.checkpoint/1"
 logger = logging.getLogger(__name__)
@@ -106,6 +113,12 @@ class ResumableCheckpoint:
         return state
 
     def save(self, engine: Engine) -> None:
+        if (
+            torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+            and torch.distributed.get_rank()
+        ):
+            return  # rank 0 writes for everyone
         atomic_torch_save(self.state(engine), self.path)
 
     def load(self, engine: Engine) -> None:
@@ -116,7 +129,9 @@ class ResumableCheckpoint:
         except Exception as e:
             raise ValueError(f"{self.path}: cannot resume, the checkpoint is unreadable ({e}).") from e
         if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{self.path}: not a monai_rurnet training checkpoint; move it away to start afresh.")
+            raise ValueError(
+                f"{self.path}: not a monai_rurnet training checkpoint; move it away to start afresh."
+            )
         self.network.load_state_dict(ckpt["network"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.lr_scheduler is not None and "lr_scheduler" in ckpt:
@@ -126,7 +141,9 @@ class ResumableCheckpoint:
         if self.evaluator is not None and "best_metric" in ckpt:
             self.evaluator.state.best_metric = ckpt["best_metric"]
             self.evaluator.state.best_metric_epoch = ckpt["best_metric_epoch"]
-        logger.info(f"Resumed from {self.path} at epoch {engine.state.epoch}, iteration {engine.state.iteration}.")
+        logger.info(
+            f"Resumed from {self.path} at epoch {engine.state.epoch}, iteration {engine.state.iteration}."
+        )
 
 
 class BestModelSaver:
@@ -149,7 +166,9 @@ class BestModelSaver:
         if best_epoch == trainer_epoch and best_epoch != self._last_saved_epoch:
             atomic_torch_save(self.network.state_dict(), self.path)
             self._last_saved_epoch = best_epoch
-            logger.info(f"Saved best model ({engine.state.best_metric:.4f} at epoch {best_epoch}) to {self.path}.")
+            logger.info(
+                f"Saved best model ({engine.state.best_metric:.4f} at epoch {best_epoch}) to {self.path}."
+            )
 
 
 class MetricsJsonWriter:
@@ -175,3 +194,47 @@ def _to_jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_to_jsonable(v) for v in value]
     return value
+
+
+class OverlaySaver:
+    """Write an overlay PNG per evaluated image: true positives white, false positives red, false negatives
+    blue over the darkened input; pixels with label 255 (ignored) are left as the input.
+
+    Reads ``pred`` (foreground probability channel ``foreground``), ``label`` and the image meta's file name
+    from the evaluator's decollated output.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, threshold: float = 0.5, foreground: int = 1) -> None:
+        self.output_dir = Path(output_dir)
+        self.threshold = threshold
+        self.foreground = foreground
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        import numpy as np
+        from PIL import Image
+
+        from monai_rurnet.utils import atomic_write
+
+        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
+        batches = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
+        for out, batch in zip(outputs, batches):
+            pred = out["pred"]
+            prob = pred[self.foreground if pred.shape[0] > 1 else 0].detach().float().cpu().numpy()
+            label = out["label"][0].detach().cpu().numpy()
+            image = batch["image"]
+            name = Path(
+                str(getattr(image, "meta", {}).get("filename_or_obj", f"case_{engine.state.iteration}"))
+            )
+            img = image.detach().float().cpu().numpy()[:3]
+            img = (img - img.min()) / max(float(img.max() - img.min()), 1e-6)
+            rgb = (img.transpose(1, 2, 0) * 160).astype(np.uint8)
+            p, y = prob >= self.threshold, label == 1
+            valid = label != 255
+            rgb[p & y & valid] = (255, 255, 255)
+            rgb[p & ~y & valid] = (255, 40, 40)
+            rgb[~p & y & valid] = (40, 120, 255)
+            path = self.output_dir / f"{name.stem}_overlay.png"
+            atomic_write(path, lambda tmp, a=rgb: Image.fromarray(a).save(tmp, format="PNG"))

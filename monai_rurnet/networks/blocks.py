@@ -6,9 +6,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-from monai.networks.layers.factories import Conv, Pool
+from monai.networks.layers.factories import Conv, Pool, split_args
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
-from monai.networks.layers.factories import split_args
 
 __all__ = ["ConvBlock", "UpStage", "EncoderDecoder", "DRUCell", "SRUCell", "ConvGRUCell", "PlainUnit"]
 
@@ -106,11 +105,15 @@ class EncoderDecoder(nn.Module):
         depth = len(feats)
         encoder = []
         for i in range(depth - 1):
-            encoder.append(ConvBlock(spatial_dims, in_channels if i == 0 else feats[i - 1], feats[i], norm, act))
+            encoder.append(
+                ConvBlock(spatial_dims, in_channels if i == 0 else feats[i - 1], feats[i], norm, act)
+            )
         self.encoder = nn.ModuleList(encoder)
         bottom_in = in_channels if depth == 1 else feats[depth - 2]
         bottom_out = out_channels if depth == 1 else feats[depth - 1]
-        self.bottleneck = ConvBlock(spatial_dims, bottom_in, bottom_out, norm, act, plain_output and depth == 1)
+        self.bottleneck = ConvBlock(
+            spatial_dims, bottom_in, bottom_out, norm, act, plain_output and depth == 1
+        )
         decoder = []
         for i in reversed(range(depth - 1)):
             last = i == 0
@@ -174,8 +177,12 @@ class SRUCell(nn.Module):
     ) -> None:
         super().__init__()
         self.state_channels = out_channels
-        self.f_z = EncoderDecoder(spatial_dims, in_channels, out_channels, features, norm, act, plain_output=True)
-        self.f_h = EncoderDecoder(spatial_dims, in_channels, out_channels, features, norm, act, plain_output=True)
+        self.f_z = EncoderDecoder(
+            spatial_dims, in_channels, out_channels, features, norm, act, plain_output=True
+        )
+        self.f_h = EncoderDecoder(
+            spatial_dims, in_channels, out_channels, features, norm, act, plain_output=True
+        )
         self.f_s = (
             ConvBlock(spatial_dims, out_channels, out_channels, norm, act) if state_block else nn.Identity()
         )
@@ -206,7 +213,9 @@ class DRUCell(SRUCell):
         state_block: bool = False,
     ) -> None:
         super().__init__(spatial_dims, in_channels, out_channels, features, norm, act, state_block)
-        self.f_r = EncoderDecoder(spatial_dims, in_channels, in_channels, features, norm, act, plain_output=True)
+        self.f_r = EncoderDecoder(
+            spatial_dims, in_channels, in_channels, features, norm, act, plain_output=True
+        )
 
     def candidate(self, e: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.f_h(torch.sigmoid(self.f_r(e)) * e))

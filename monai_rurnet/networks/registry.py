@@ -55,11 +55,49 @@ def _monai_basic_unet(
 
 
 _GN = ("group", {"num_groups": 8})
-register_network("dru", RecurrentUNet, "Ours-DRU(l): dual-gated recurrent unit, mask recurrence", cell="dru", level=4)
-register_network("sru", RecurrentUNet, "Ours-SRU(l): single-gated recurrent unit, mask recurrence", cell="sru", level=0)
-register_network("unet_g", RecurrentUNet, "U-Net-G: plain U-Net with GroupNorm", cell=None, mask_recurrence=False, steps=1, norm=_GN)
-register_network("unet_b", RecurrentUNet, "U-Net-B: plain U-Net with BatchNorm", cell=None, mask_recurrence=False, steps=1, norm="batch")
-register_network("rec_simple", RecurrentUNet, "Rec-Simple: mask recurrence only", cell=None, mask_recurrence=True, steps=3)
-register_network("rec_last", RecurrentUNet, "Rec-Last: ConvGRU after the U-Net output", cell="convgru", level=0, mask_recurrence=False)
-register_network("rec_middle", RecurrentUNet, "Rec-Middle: ConvGRU at the bottleneck", cell="convgru", level=4, mask_recurrence=False)
-register_network("monai_basic_unet", _monai_basic_unet, "MONAI BasicUNet(features=(8,16,32,64,128,8)), the peer baseline")
+register_network(
+    "dru", RecurrentUNet, "Ours-DRU(l): dual-gated recurrent unit, mask recurrence", cell="dru", level=4
+)
+register_network(
+    "sru", RecurrentUNet, "Ours-SRU(l): single-gated recurrent unit, mask recurrence", cell="sru", level=0
+)
+register_network(
+    "unet_g",
+    RecurrentUNet,
+    "U-Net-G: plain U-Net with GroupNorm",
+    cell=None,
+    mask_recurrence=False,
+    steps=1,
+    norm=_GN,
+)
+register_network(
+    "unet_b",
+    RecurrentUNet,
+    "U-Net-B: plain U-Net with BatchNorm",
+    cell=None,
+    mask_recurrence=False,
+    steps=1,
+    norm="batch",
+)
+register_network(
+    "rec_simple", RecurrentUNet, "Rec-Simple: mask recurrence only", cell=None, mask_recurrence=True, steps=3
+)
+register_network(
+    "rec_last",
+    RecurrentUNet,
+    "Rec-Last: ConvGRU after the U-Net output",
+    cell="convgru",
+    level=0,
+    mask_recurrence=False,
+)
+register_network(
+    "rec_middle",
+    RecurrentUNet,
+    "Rec-Middle: ConvGRU at the bottleneck",
+    cell="convgru",
+    level=4,
+    mask_recurrence=False,
+)
+register_network(
+    "monai_basic_unet", _monai_basic_unet, "MONAI BasicUNet(features=(8,16,32,64,128,8)), the peer baseline"
+)

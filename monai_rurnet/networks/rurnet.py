@@ -8,7 +8,15 @@ import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Conv, Pool
 
-from monai_rurnet.networks.blocks import ConvBlock, ConvGRUCell, DRUCell, EncoderDecoder, PlainUnit, SRUCell, UpStage
+from monai_rurnet.networks.blocks import (
+    ConvBlock,
+    ConvGRUCell,
+    DRUCell,
+    EncoderDecoder,
+    PlainUnit,
+    SRUCell,
+    UpStage,
+)
 
 __all__ = ["RecurrentUNet", "CELLS", "check_spatial_size", "valid_sizes"]
 
@@ -114,23 +122,33 @@ class RecurrentUNet(nn.Module):
 
         net_in = in_channels + (out_channels if mask_recurrence else 0)
         self.encoder = nn.ModuleList(
-            [ConvBlock(spatial_dims, net_in if i == 0 else feats[i - 1], feats[i], norm, act) for i in range(level)]
+            [
+                ConvBlock(spatial_dims, net_in if i == 0 else feats[i - 1], feats[i], norm, act)
+                for i in range(level)
+            ]
         )
         self.pool = Pool[Pool.MAX, spatial_dims](kernel_size=2)
         unit_in = net_in if level == 0 else feats[level - 1]
         unit_feats = feats[level:]
         unit_out = feats[level]
         if cell == "dru":
-            self.unit: nn.Module = DRUCell(spatial_dims, unit_in, unit_out, unit_feats, norm, act, state_block)
+            self.unit: nn.Module = DRUCell(
+                spatial_dims, unit_in, unit_out, unit_feats, norm, act, state_block
+            )
         elif cell == "sru":
             self.unit = SRUCell(spatial_dims, unit_in, unit_out, unit_feats, norm, act, state_block)
         elif cell == "convgru":
             self.unit = ConvGRUCell(spatial_dims, unit_in, unit_out, unit_feats, norm, act)
         else:
-            self.unit = PlainUnit(EncoderDecoder(spatial_dims, unit_in, unit_out, unit_feats, norm, act), unit_out)
+            self.unit = PlainUnit(
+                EncoderDecoder(spatial_dims, unit_in, unit_out, unit_feats, norm, act), unit_out
+            )
         self.state_channels = int(self.unit.state_channels)
         self.decoder = nn.ModuleList(
-            [UpStage(spatial_dims, feats[i + 1], feats[i], feats[i], norm, act) for i in reversed(range(level))]
+            [
+                UpStage(spatial_dims, feats[i + 1], feats[i], feats[i], norm, act)
+                for i in reversed(range(level))
+            ]
         )
         self.head = Conv[Conv.CONV, spatial_dims](feats[0], out_channels, kernel_size=1)
         self._init_weights()
@@ -150,7 +168,9 @@ class RecurrentUNet(nn.Module):
                 f"got shape {list(x.shape)}."
             )
         if x.shape[1] != self.in_channels:
-            raise ValueError(f"Expected {self.in_channels} input channels, got {x.shape[1]} (shape {list(x.shape)}).")
+            raise ValueError(
+                f"Expected {self.in_channels} input channels, got {x.shape[1]} (shape {list(x.shape)})."
+            )
         if not torch.jit.is_scripting() and not torch.jit.is_tracing():
             check_spatial_size(x.shape[2:], self.divisor)
 

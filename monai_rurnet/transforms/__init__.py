@@ -1,0 +1,10 @@
+"""Transforms shared by the pipelines (input checks, intensity range)."""
+
+from monai_rurnet.transforms.intensity import (
+    EnsureChannelsd,
+    InvalidImageError,
+    ToUnitRanged,
+    pil_standard_mode,
+)
+
+__all__ = ["EnsureChannelsd", "InvalidImageError", "ToUnitRanged", "pil_standard_mode"]
