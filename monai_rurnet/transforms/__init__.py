@@ -8,3 +8,6 @@ from monai_rurnet.transforms.intensity import (
 )
 
 __all__ = ["EnsureChannelsd", "InvalidImageError", "ToUnitRanged", "pil_standard_mode"]
+from monai_rurnet.transforms.checks import CheckSameSized  # noqa: E402
+
+__all__ += ["CheckSameSized"]
