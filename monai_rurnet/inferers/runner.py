@@ -86,6 +86,8 @@ class FolderSegmentationRunner:
         overwrite: redo images whose outputs exist (default: skip them, so an interrupted run resumes).
         foreground: class index whose softmax probability is written.
         exit_on_failure: raise ``SystemExit(1)`` at the end when any image failed.
+        rescaler: optional :class:`~monai_rurnet.transforms.FOVRescaler`: resample each image so its field of
+            view matches the training data's, segment, and resample the probabilities back to the input grid.
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class FolderSegmentationRunner:
         foreground: int = 1,
         progress: bool = True,
         exit_on_failure: bool = True,
+        rescaler: Any = None,
     ) -> None:
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
@@ -118,6 +121,7 @@ class FolderSegmentationRunner:
         self.foreground = foreground
         self.progress = progress
         self.exit_on_failure = exit_on_failure
+        self.rescaler = rescaler
 
     def probability(self, image: torch.Tensor) -> torch.Tensor:
         """Foreground probability ``(*S)`` of one preprocessed image ``(C, *S)``."""
@@ -129,8 +133,13 @@ class FolderSegmentationRunner:
 
     def process(self, path: Path) -> None:
         data = self.preprocessing({"image": str(path)})
-        prob = self.probability(data["image"]).numpy()
-        display = data.get("display")
+        image, display = data["image"], data.get("display")
+        if self.rescaler is None:
+            prob = self.probability(image).numpy()
+        else:
+            factor = self.rescaler.factor(display if display is not None else image)
+            prob_t = self.probability(self.rescaler.resize(image, factor))
+            prob = self.rescaler.restore(prob_t, tuple(image.shape[1:])).numpy()
         if display is not None:
             display = (np.asarray(display)[:3].transpose(1, 2, 0) * 255.0).clip(0, 255).astype(np.uint8)
         self.writer.write(path, self.output_dir, prob, display)

@@ -1,5 +1,6 @@
 """Transforms shared by the pipelines (input checks, intensity range)."""
 
+from monai_rurnet.transforms.fov import DRIVE_FOV_DIAMETER, FOVRescaler, fov_width
 from monai_rurnet.transforms.intensity import (
     EnsureChannelsd,
     InvalidImageError,
@@ -7,7 +8,15 @@ from monai_rurnet.transforms.intensity import (
     pil_standard_mode,
 )
 
-__all__ = ["EnsureChannelsd", "InvalidImageError", "ToUnitRanged", "pil_standard_mode"]
+__all__ = [
+    "DRIVE_FOV_DIAMETER",
+    "FOVRescaler",
+    "fov_width",
+    "EnsureChannelsd",
+    "InvalidImageError",
+    "ToUnitRanged",
+    "pil_standard_mode",
+]
 from monai_rurnet.transforms.checks import CheckSameSized  # noqa: E402
 
 __all__ += ["CheckSameSized"]
