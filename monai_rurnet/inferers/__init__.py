@@ -23,3 +23,26 @@ __all__ = [
     "find_images",
     "overlay_image",
 ]
+from monai_rurnet.inferers.geotiff_runner import (
+    GEO_SUFFIXES,
+    GeoTiffOutputs,
+    GeoTiffSegmentationRunner,
+    segment_raster,
+)
+
+__all__ += ["GEO_SUFFIXES", "GeoTiffOutputs", "GeoTiffSegmentationRunner", "segment_raster"]
+from monai_rurnet.inferers.fast import (  # noqa: E402
+    FastInferer,
+    OnnxRuntimePredictor,
+    TorchFastPredictor,
+    export_step_onnx,
+    optimize_for_inference,
+)
+
+__all__ += [
+    "FastInferer",
+    "OnnxRuntimePredictor",
+    "TorchFastPredictor",
+    "export_step_onnx",
+    "optimize_for_inference",
+]

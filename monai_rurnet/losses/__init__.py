@@ -3,3 +3,6 @@
 from monai_rurnet.losses.multi_step import MultiStepLoss
 
 __all__ = ["MultiStepLoss"]
+from monai_rurnet.losses.masked import IgnoreValueLoss, MaskedDiceCELoss
+
+__all__ += ["IgnoreValueLoss", "MaskedDiceCELoss"]
