@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Create (idempotently) the separate MONAI Label virtual environment used by tests/label and
+# `python -m monai_rurnet.label.serve`. MONAI Label pins numpy 1.26.x, so it cannot share the core env.
+#
+#   bash .ci/label_env.sh            # -> .venv-label (or $MONAI_RURNET_LABEL_VENV)
+#   export MONAI_RURNET_LABEL_PYTHON="$PWD/.venv-label/bin/python"
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${MONAI_RURNET_LABEL_VENV:-.venv-label}"
+case "$VENV" in /*) ;; *) VENV="$REPO_ROOT/$VENV" ;; esac
+PY="${PYTHON:-python3}"
+TORCH_SPEC="${MONAI_RURNET_LABEL_TORCH:-torch==2.14.1 torchvision==0.29.1}"
+MONAILABEL_SPEC="${MONAI_RURNET_LABEL_MONAILABEL:-monailabel==0.8.5}"
+# monailabel 0.8.5's server imports pydicom_seg 0.4.1, which needs pydicom 2.x (pip resolves 3.x by default and
+# `import monailabel.app` then fails with "No module named 'pydicom._storage_sopclass_uids'").
+DICOM_PINS="pydicom>=2.4.4,<3 dicomweb-client>=0.59.1,<0.60 pynetdicom>=2.0.2,<3"
+STAMP="$VENV/.monai_rurnet_label_ok"
+
+check() {
+    "$VENV/bin/python" - <<'PY' >/dev/null 2>&1
+import monailabel.app, monai, torch  # noqa: F401
+import monai_rurnet.networks  # noqa: F401
+PY
+}
+
+if [ -f "$STAMP" ] && [ -x "$VENV/bin/python" ] && check; then
+    echo "label venv ready: $VENV"
+    exit 0
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "creating label venv at $VENV"
+    "$PY" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+# torch first (from the local wheel cache / PyPI), then MONAI Label resolves around it.
+# shellcheck disable=SC2086
+"${PIP[@]}" $TORCH_SPEC
+# shellcheck disable=SC2086
+"${PIP[@]}" $MONAILABEL_SPEC $DICOM_PINS
+# our package without its deps (they would pull numpy>=2 / rasterio into the label env) ...
+"${PIP[@]}" --no-deps -e "$REPO_ROOT"
+# ... plus the pure-python deps monai_rurnet imports that MONAI Label does not already bring.
+missing=()
+for mod_pkg in "scipy:scipy" "yaml:pyyaml" "PIL:pillow" "fire:fire" "jsonschema:jsonschema" "ignite:pytorch-ignite" "tqdm:tqdm" "rasterio:rasterio"; do
+    mod="${mod_pkg%%:*}"
+    pkg="${mod_pkg##*:}"
+    "$VENV/bin/python" -c "import $mod" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    "${PIP[@]}" "${missing[@]}"
+fi
+
+if ! check; then
+    echo "label venv at $VENV is not usable:" >&2
+    "$VENV/bin/python" -c "import monailabel.app, monai_rurnet.networks" >&2 || true
+    exit 1
+fi
+touch "$STAMP"
+echo "label venv ready: $VENV"
