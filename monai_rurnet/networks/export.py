@@ -9,6 +9,7 @@ not raise the actionable error for bad sizes; pad the input first (the inferers 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,7 +53,8 @@ def export_torchscript(
     """
     net = net.eval()
     x = _example(example_shape, net)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the input checks are skipped while tracing
         ts = torch.jit.trace(net, x) if use_trace else torch.jit.script(net)
         if verify:
             diff = (ts(x) - net(x)).abs().max().item()
@@ -123,7 +125,9 @@ def export_onnx(
             kwargs["dynamic_axes"] = onnx_dynamic_axes(spatial_dims, input_name, output_name)
     if dynamo:
         kwargs["external_data"] = False
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter is deprecated
         torch.onnx.export(net, (x,), os.fspath(path), **kwargs)
     if verify:
         check_onnx(path, net, [x], atol=atol, rtol=rtol, input_name=input_name)
