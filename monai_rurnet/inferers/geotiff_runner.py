@@ -14,6 +14,7 @@ are computed once per window they touch (about ``roi / window`` extra work, ~12%
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -169,7 +170,12 @@ def segment_raster(
                     dst_seg.write(((prob >= threshold).astype(np.uint8) * 255)[None], window=w)
                     if dst_prob is not None:
                         dst_prob.write(prob[None], window=w)
-    return [seg_path, prob_path] if write_prob else [seg_path]
+    umask = os.umask(0)
+    os.umask(umask)
+    outputs = [seg_path, prob_path] if write_prob else [seg_path]
+    for p in outputs:  # temp files are created 0600; give the outputs the usual permissions
+        os.chmod(p, 0o666 & ~umask)
+    return outputs
 
 
 def _predict_window(
