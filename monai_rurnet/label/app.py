@@ -60,23 +60,27 @@ def label_python_candidates() -> list[Path]:
     return out
 
 
+def _imports_monailabel(python: Path) -> bool:
+    if not python.is_file() or not os.access(python, os.X_OK):
+        return False
+    cmd = [str(python), "-c", "import monailabel.app, monai_rurnet"]
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=180).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def find_label_python(check: bool = True) -> str | None:
-    """The first python that can import ``monailabel``: ``$MONAI_RURNET_LABEL_PYTHON``, ``.venv-label``,
-    ``/work/venv-label`` or the current interpreter; ``None`` if there is none."""
-    env_set = bool(os.environ.get(LABEL_PYTHON_ENV))
-    for i, cand in enumerate(label_python_candidates()):
-        if not cand.is_file() or not os.access(cand, os.X_OK):
-            continue
-        if not check:
+    """The label environment's python: ``$MONAI_RURNET_LABEL_PYTHON`` if set (and only it), else the first of
+    ``$MONAI_RURNET_LABEL_VENV``, ``.venv-label``, ``/work/venv-label`` or the current interpreter that can import
+    ``monailabel.app`` and ``monai_rurnet``; ``None`` if there is none. ``check=False`` skips the import check."""
+    cands = label_python_candidates()
+    if os.environ.get(LABEL_PYTHON_ENV):
+        cands = cands[:1]
+    for cand in cands:
+        if (not check and cand.is_file()) or (check and _imports_monailabel(cand)):
             return str(cand)
-        ok = subprocess.run(
-            [str(cand), "-c", "import monailabel, monai_rurnet"], capture_output=True, timeout=120
-        ).returncode
-        if ok == 0:
-            return str(cand)
-        if i == 0 and env_set:
-            return None  # an explicit choice that does not work is not silently replaced
-    if importlib.util.find_spec("monailabel") is not None:
+    if not os.environ.get(LABEL_PYTHON_ENV) and importlib.util.find_spec("monailabel") is not None:
         return sys.executable
     return None
 
@@ -145,7 +149,9 @@ def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("BUNDLE_DOWNLOAD_SRC", "local")
     env.setdefault("MONAI_LABEL_DATASTORE_AUTO_RELOAD", "false")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("MONAI_LABEL_TRACKING_ENABLED", "false")
+    if (REPO_ROOT / "setup.cfg").is_file():  # a source checkout; never put a site-packages dir on the path
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env.update(extra or {})
     return env
 

@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     print(" ".join(cmd), flush=True)
     if args.dry_run:
         return 0
-    proc = start_server(cmd, log_file=None, env=server_env())
+    proc = start_server(
+        cmd, log_file=None, env=server_env({"MONAI_LABEL_SESSION_PATH": str(workdir / "sessions")})
+    )
 
     def _stop(signum: int, frame: object) -> None:
         stop_server(proc)
