@@ -131,7 +131,8 @@ class FolderSegmentationRunner:
                 return torch.sigmoid(logits)[0, 0].float().cpu()
             return torch.softmax(logits.float(), dim=1)[0, self.foreground].cpu()
 
-    def process(self, path: Path) -> None:
+    def predict(self, path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+        """Foreground probability ``(H, W)`` of one image file in its own grid, and its display RGB (uint8)."""
         data = self.preprocessing({"image": str(path)})
         image, display = data["image"], data.get("display")
         if self.rescaler is None:
@@ -142,6 +143,10 @@ class FolderSegmentationRunner:
             prob = self.rescaler.restore(prob_t, tuple(image.shape[1:])).numpy()
         if display is not None:
             display = (np.asarray(display)[:3].transpose(1, 2, 0) * 255.0).clip(0, 255).astype(np.uint8)
+        return prob, display
+
+    def process(self, path: Path) -> None:
+        prob, display = self.predict(path)
         self.writer.write(path, self.output_dir, prob, display)
 
     def run(self) -> dict[str, Any]:
