@@ -1,0 +1,472 @@
+"""Fast CPU inference for trained networks: an optimised PyTorch path and an ONNX Runtime path.
+
+Both run the *same* network class (:class:`~monai_rurnet.networks.RecurrentUNet` or any ``nn.Module``) and keep
+anytime inference: the recurrent loop stays in Python around one exported/optimised *step*
+``(x, s_{t-1}, h_{t-1}) -> (logits_t, h_t)``, so ``steps`` and the early-exit ``tol`` are chosen at call time.
+
+- :func:`optimize_for_inference` returns a :class:`TorchFastPredictor`: eval mode, ``torch.inference_mode``,
+  channels-last memory format (optional), only the last step's logits kept, optionally a frozen TorchScript
+  trace of the step (``jit=True``).
+- :class:`OnnxRuntimePredictor` exports the step (opset >= 17, dynamic batch and spatial axes) and runs it
+  with ONNX Runtime's CPU execution provider.
+- :class:`FastInferer` wraps any MONAI inferer (e.g. ``SlidingWindowInferer``) and builds one of the two
+  predictors from the network it is given, so bundle configs can switch with ``backend="torch"|"onnxruntime"``.
+
+All predictors are plain callables ``(B, C, *S) -> (B, K, *S)`` usable as the ``network`` argument of MONAI
+inferers; ``last_steps`` records the steps used by the last call.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from monai.inferers import Inferer
+
+from monai_rurnet.networks.rurnet import RecurrentUNet, check_spatial_size
+
+__all__ = [
+    "BACKENDS",
+    "StepModule",
+    "TorchFastPredictor",
+    "OnnxRuntimePredictor",
+    "FastInferer",
+    "optimize_for_inference",
+    "export_step_onnx",
+]
+
+BACKENDS = ("torch", "onnxruntime")
+_META_KEY = "monai_rurnet"
+
+
+def _plain(x: torch.Tensor) -> torch.Tensor:
+    """Drop MONAI metadata (``MetaTensor``) so that tracing, numpy conversion and kernels see a plain tensor."""
+    return x.as_tensor() if hasattr(x, "as_tensor") else x
+
+
+class StepModule(nn.Module):
+    """One recurrent step of a :class:`RecurrentUNet` as a module: ``(x, mask, h) -> (logits, h_new)``.
+
+    ``h`` must be given (``(B, state_channels, *S/2**level)``, e.g. filled with ``state_init``), so the module
+    has no data-dependent branch and traces/exports cleanly. Shares the network's parameters.
+    """
+
+    def __init__(self, net: RecurrentUNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, h: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net.step(x, mask, h)
+
+
+def _recurrent_info(net: RecurrentUNet) -> dict[str, Any]:
+    return {
+        "recurrent": True,
+        "in_channels": net.in_channels,
+        "out_channels": net.out_channels,
+        "state_channels": net.state_channels,
+        "state_stride": 2**net.level,
+        "divisor": net.divisor,
+        "init_value": net.init_value,
+        "state_init": net.state_init,
+        "steps": net.steps,
+    }
+
+
+class _StepLoop:
+    """The anytime loop of :meth:`RecurrentUNet.forward_steps` around a step function, keeping only the last
+    step's logits. Subclasses provide ``_step(x, mask, h)``, ``_probabilities`` and ``_max_change``."""
+
+    info: dict[str, Any]
+    steps: int | None
+    tol: float | None
+
+    def __init__(self) -> None:
+        self.last_steps = 0
+
+    def _run(self, x: Any, steps: int | None, tol: float | None) -> Any:
+        info = self.info
+        if not info.get("recurrent", False):
+            self.last_steps = 1
+            return self._single(x)
+        n_steps = int(info["steps"] if steps is None else steps)
+        if n_steps < 1:
+            raise ValueError(f"steps must be >= 1, got {n_steps}.")
+        b, spatial = x.shape[0], tuple(int(s) for s in x.shape[2:])
+        stride = int(info["state_stride"])
+        mask = self._full((b, info["out_channels"], *spatial), info["init_value"], x)
+        h = self._full((b, info["state_channels"], *(s // stride for s in spatial)), info["state_init"], x)
+        logits = None
+        for t in range(n_steps):
+            logits, h = self._step(x, mask, h)
+            prob = self._probabilities(logits)
+            if tol is not None and t > 0 and self._max_change(prob, mask) < tol:
+                self.last_steps = t + 1
+                return logits
+            mask = prob
+        self.last_steps = n_steps
+        return logits
+
+    def _full(self, shape: tuple[int, ...], value: float, like: Any) -> Any:
+        raise NotImplementedError
+
+    def _step(self, x: Any, mask: Any, h: Any) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def _single(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def _probabilities(self, logits: Any) -> Any:
+        raise NotImplementedError
+
+    def _max_change(self, prob: Any, mask: Any) -> float:
+        raise NotImplementedError
+
+
+class TorchFastPredictor(_StepLoop):
+    """Optimised PyTorch inference of an eval-mode network (see :func:`optimize_for_inference`).
+
+    Args:
+        network: a :class:`RecurrentUNet` (anytime loop over :meth:`RecurrentUNet.step`) or any module.
+        steps: default number of steps (``None``: the network's own); overridable per call.
+        tol: default early-exit tolerance (max abs change of the probabilities between two steps).
+        channels_last: run in the channels-last memory format (faster oneDNN convolutions and pooling on CPU).
+        jit: trace the step with TorchScript and freeze it (``torch.jit.freeze``); traced lazily per input rank.
+        copy_network: work on a deep copy, leaving ``network`` untouched (default); ``False`` converts in place.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        steps: int | None = None,
+        tol: float | None = None,
+        channels_last: bool = True,
+        jit: bool = False,
+        copy_network: bool = True,
+    ) -> None:
+        super().__init__()
+        net = copy.deepcopy(network) if copy_network else network
+        net = net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        dims = getattr(net, "spatial_dims", 2)
+        self.memory_format = (
+            (torch.channels_last if dims == 2 else torch.channels_last_3d) if channels_last else None
+        )
+        if self.memory_format is not None:
+            net = net.to(memory_format=self.memory_format)
+        self.network = net
+        self.info = _recurrent_info(net) if isinstance(net, RecurrentUNet) else {"recurrent": False}
+        self.steps = steps
+        self.tol = tol
+        self.jit = jit
+        self._traced: Any = None
+
+    def _format(self, t: torch.Tensor) -> torch.Tensor:
+        return t.contiguous(memory_format=self.memory_format) if self.memory_format is not None else t
+
+    def _full(self, shape: tuple[int, ...], value: float, like: torch.Tensor) -> torch.Tensor:
+        return self._format(torch.full(shape, float(value), dtype=like.dtype, device=like.device))
+
+    def _module(self, example: tuple[torch.Tensor, ...]) -> Callable[..., Any]:
+        base: nn.Module = StepModule(self.network) if self.info["recurrent"] else self.network
+        if not self.jit:
+            return base
+        if self._traced is None:
+            with torch.no_grad():
+                traced = torch.jit.trace(base, example, check_trace=False)
+                self._traced = torch.jit.freeze(traced.eval())
+        return self._traced
+
+    def _step(
+        self, x: torch.Tensor, mask: torch.Tensor, h: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._module((x, mask, h))(x, mask, h)
+
+    def _single(self, x: torch.Tensor) -> torch.Tensor:
+        return self._module((x,))(x)
+
+    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.info["out_channels"] == 1:
+            return torch.sigmoid(logits)
+        return torch.softmax(logits, dim=1)
+
+    def _max_change(self, prob: torch.Tensor, mask: torch.Tensor) -> float:
+        return float((prob - mask).abs().max())
+
+    def __call__(self, x: torch.Tensor, steps: int | None = None, tol: float | None = None) -> torch.Tensor:
+        """Logits ``(B, K, *S)`` of the last step run (``steps``/``tol`` default to the predictor's)."""
+        x = _plain(x)
+        outside = not torch.is_inference_mode_enabled()
+        with torch.inference_mode():
+            if self.info["recurrent"]:
+                self.network._check_input(x)
+            x = self._format(x)
+            out = self._run(x, self.steps if steps is None else steps, self.tol if tol is None else tol)
+        # inference tensors cannot be updated in place outside inference mode (MONAI inferers do): copy once
+        return out.clone(memory_format=torch.contiguous_format) if outside else out.contiguous()
+
+
+def optimize_for_inference(
+    network: nn.Module,
+    steps: int | None = None,
+    tol: float | None = None,
+    channels_last: bool = True,
+    jit: bool = False,
+    copy_network: bool = True,
+) -> TorchFastPredictor:
+    """Return a fast eval-mode callable for ``network`` (see :class:`TorchFastPredictor`).
+
+    Example::
+
+        fast = optimize_for_inference(net)           # channels-last, inference_mode, last step only
+        logits = fast(x)                             # == net.eval()(x)
+        logits = fast(x, steps=1)                    # anytime
+        sliding_window_inference(img, (96, 96), 16, fast)
+    """
+    return TorchFastPredictor(network, steps, tol, channels_last, jit, copy_network)
+
+
+def export_step_onnx(
+    network: nn.Module,
+    path: str | os.PathLike,
+    opset: int = 17,
+    example_size: Sequence[int] | None = None,
+) -> Path:
+    """Export ``network`` to ONNX for :class:`OnnxRuntimePredictor` (TorchScript-based exporter).
+
+    A :class:`RecurrentUNet` is exported as one step with inputs ``x, mask, h`` and outputs ``logits, h_new``;
+    other modules as ``x -> logits``. Batch and spatial axes are dynamic; the recurrence settings are stored
+    in the model's metadata (key ``monai_rurnet``).
+    """
+    import onnx
+
+    path = Path(path)
+    net = copy.deepcopy(network).cpu().eval().float()
+    recurrent = isinstance(net, RecurrentUNet)
+    info = _recurrent_info(net) if recurrent else {"recurrent": False}
+    dims = getattr(net, "spatial_dims", 2)
+    in_ch = getattr(net, "in_channels", None)
+    if in_ch is None:
+        first = next(m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d)))
+        in_ch, dims = first.in_channels, first.weight.dim() - 2
+    size = tuple(example_size) if example_size is not None else (int(info.get("divisor", 16)) * 2,) * dims
+    x = torch.randn(1, in_ch, *size)
+    spatial = {i + 2: f"s{i}" for i in range(dims)}
+    state_spatial = {i + 2: f"hs{i}" for i in range(dims)}
+    if recurrent:
+        stride = info["state_stride"]
+        mask = torch.full((1, info["out_channels"], *size), info["init_value"])
+        h = torch.full((1, info["state_channels"], *(s // stride for s in size)), info["state_init"])
+        module: nn.Module = StepModule(net)
+        args: tuple[torch.Tensor, ...] = (x, mask, h)
+        in_names, out_names = ["x", "mask", "h"], ["logits", "h_new"]
+        dyn = {
+            "x": {0: "b", **spatial},
+            "mask": {0: "b", **spatial},
+            "h": {0: "b", **state_spatial},
+            "logits": {0: "b", **spatial},
+            "h_new": {0: "b", **state_spatial},
+        }
+    else:
+        module, args = net, (x,)
+        in_names, out_names = ["x"], ["logits"]
+        dyn = {"x": {0: "b", **spatial}, "logits": {0: "b", **spatial}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=in_names,
+            output_names=out_names,
+            dynamic_axes=dyn,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    model = onnx.load(str(path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = _META_KEY, json.dumps(info)
+    onnx.save(model, str(path))
+    return path
+
+
+class OnnxRuntimePredictor(_StepLoop):
+    """ONNX Runtime (CPU execution provider) inference with the anytime loop of :class:`RecurrentUNet`.
+
+    Args:
+        network: a module (exported on construction to ``onnx_path`` or a temporary file) or the path of a
+            model written by :func:`export_step_onnx`.
+        steps: default number of steps (``None``: the exported network's own); overridable per call.
+        tol: default early-exit tolerance.
+        intra_op_threads: ONNX Runtime intra-op threads (``None``: ``torch.get_num_threads()``).
+        onnx_path: where to write the export when ``network`` is a module.
+        opset: ONNX opset of the export (>= 17).
+        providers: ONNX Runtime execution providers.
+
+    Outputs match PyTorch to about ``1e-5`` (float32); inputs/outputs are ``torch`` tensors on the input's
+    device (computation runs on the CPU).
+    """
+
+    def __init__(
+        self,
+        network: nn.Module | str | os.PathLike,
+        steps: int | None = None,
+        tol: float | None = None,
+        intra_op_threads: int | None = None,
+        onnx_path: str | os.PathLike | None = None,
+        opset: int = 17,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+    ) -> None:
+        super().__init__()
+        import onnx
+        import onnxruntime as ort
+
+        self._tmpdir: tempfile.TemporaryDirectory | None = None
+        if isinstance(network, nn.Module):
+            if onnx_path is None:
+                self._tmpdir = tempfile.TemporaryDirectory(prefix="rurnet_onnx_")
+                onnx_path = Path(self._tmpdir.name) / "model.onnx"
+            path = export_step_onnx(network, onnx_path, opset=opset)
+        else:
+            path = Path(network)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: ONNX model not found.")
+        self.onnx_path = path
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        self.info = json.loads(meta[_META_KEY]) if _META_KEY in meta else {"recurrent": False}
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(intra_op_threads or torch.get_num_threads())
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
+        self._inputs = {i.name for i in self.session.get_inputs()}  # unused inputs are pruned by the export
+        self.steps = steps
+        self.tol = tol
+
+    def _full(self, shape: tuple[int, ...], value: float, like: np.ndarray) -> np.ndarray:
+        return np.full(shape, value, dtype=np.float32)
+
+    def _step(self, x: np.ndarray, mask: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feed = {k: v for k, v in (("x", x), ("mask", mask), ("h", h)) if k in self._inputs}
+        logits, h_new = self.session.run(["logits", "h_new"], feed)
+        return logits, h_new
+
+    def _single(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"x": x})[0]
+
+    def _probabilities(self, logits: np.ndarray) -> np.ndarray:
+        if self.info["out_channels"] == 1:
+            return 1.0 / (1.0 + np.exp(-logits))
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def _max_change(self, prob: np.ndarray, mask: np.ndarray) -> float:
+        return float(np.abs(prob - mask).max())
+
+    def __call__(self, x: torch.Tensor, steps: int | None = None, tol: float | None = None) -> torch.Tensor:
+        """Logits ``(B, K, *S)`` of the last step run (``steps``/``tol`` default to the predictor's)."""
+        x = _plain(x)
+        if self.info.get("recurrent", False):
+            check_spatial_size(x.shape[2:], int(self.info["divisor"]))
+        arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        out = self._run(arr, self.steps if steps is None else steps, self.tol if tol is None else tol)
+        return torch.from_numpy(out).to(x.device)
+
+
+class FastInferer(Inferer):
+    """Run ``inferer`` (default: a direct call) over a fast predictor built from the network it is given.
+
+    The predictor is built on the first call and rebuilt when another network, or new weights (e.g. after
+    ``load_state_dict``), are passed. Use it in a bundle's ``inference.json`` in place of the inferer::
+
+        "inferer": {"_target_": "monai_rurnet.inferers.FastInferer", "backend": "onnxruntime",
+                    "steps": "@steps", "tol": "@tol",
+                    "inferer": {"_target_": "SlidingWindowInferer", "roi_size": "@roi_size", ...}}
+
+    Args:
+        inferer: a MONAI inferer called as ``inferer(inputs, predictor)``; ``None`` calls the predictor.
+        backend: ``"torch"`` (:func:`optimize_for_inference`) or ``"onnxruntime"`` (:class:`OnnxRuntimePredictor`).
+        steps, tol: anytime settings (``None``: the network's steps, no early exit).
+        channels_last, jit: options of the torch backend.
+        intra_op_threads, onnx_path: options of the ONNX Runtime backend.
+    """
+
+    def __init__(
+        self,
+        inferer: Inferer | None = None,
+        backend: str = "torch",
+        steps: int | None = None,
+        tol: float | None = None,
+        channels_last: bool = True,
+        jit: bool = False,
+        intra_op_threads: int | None = None,
+        onnx_path: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__()
+        backend = str(backend).lower().replace("_", "")
+        if backend not in BACKENDS:
+            raise ValueError(f"Unknown backend {backend!r}; choose one of {BACKENDS}.")
+        self.inferer = inferer
+        self.backend = backend
+        self.steps = steps
+        self.tol = tol
+        self.channels_last = channels_last
+        self.jit = jit
+        self.intra_op_threads = intra_op_threads
+        self.onnx_path = onnx_path
+        self.last_steps = 0
+        self._key: tuple | None = None
+        self._predictor: Any = None
+
+    @staticmethod
+    def _weights_key(network: Any) -> tuple:
+        if not isinstance(network, nn.Module):
+            return (id(network),)
+        return (id(network), tuple((p.data_ptr(), p._version) for p in network.state_dict().values()))
+
+    def predictor(self, network: nn.Module) -> TorchFastPredictor | OnnxRuntimePredictor:
+        """The (cached) fast predictor of ``network``."""
+        key = self._weights_key(network)
+        if self._predictor is None or key != self._key:
+            if self.backend == "torch":
+                self._predictor = optimize_for_inference(
+                    network, self.steps, self.tol, self.channels_last, self.jit
+                )
+            else:
+                self._predictor = OnnxRuntimePredictor(
+                    network,
+                    self.steps,
+                    self.tol,
+                    self.intra_op_threads,
+                    self.onnx_path,
+                )
+            self._key = key
+        return self._predictor
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        predictor = self.predictor(network)  # type: ignore[arg-type]
+        used: list[int] = []
+
+        def _predict(x: torch.Tensor, *a: Any, **k: Any) -> torch.Tensor:
+            out = predictor(x)
+            used.append(predictor.last_steps)
+            return out
+
+        out = (
+            self.inferer(inputs, _predict, *args, **kwargs) if self.inferer is not None else _predict(inputs)
+        )
+        self.last_steps = max(used, default=0)
+        return out

@@ -1,0 +1,166 @@
+"""Fast inference paths: optimised PyTorch and ONNX Runtime agree with the reference network; early exit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.inferers import SlidingWindowInferer
+
+from monai_rurnet.inferers import RecurrentSlidingWindowInferer
+from monai_rurnet.inferers.fast import (
+    FastInferer,
+    OnnxRuntimePredictor,
+    TorchFastPredictor,
+    export_step_onnx,
+    optimize_for_inference,
+)
+from monai_rurnet.networks import build_network
+
+pytest.importorskip("onnxruntime")
+
+
+def _net(name: str = "dru", seed: int = 0, **kw) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = build_network(name, **kw).eval()
+    # GroupNorm affine parameters away from (1, 0), so that the test also covers them
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.GroupNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return net
+
+
+def _ref(net: torch.nn.Module, x: torch.Tensor, **kw) -> torch.Tensor:
+    with torch.inference_mode():
+        return net(x, **kw)
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float) -> None:
+    """``max |a - b| <= tol * max(1, max |b|)`` (float32 summation order differs between kernels)."""
+    scale = max(1.0, float(b.abs().max()))
+    err = float((a - b).abs().max())
+    assert err <= tol * scale, f"max abs diff {err} > {tol} * {scale}"
+
+
+@pytest.mark.parametrize(
+    "name,kw,channels_last,jit",
+    [
+        ("dru", {"level": 4, "steps": 3}, False, False),
+        ("dru", {"level": 4, "steps": 3}, True, False),
+        ("dru", {"level": 4, "steps": 3}, True, True),
+        ("sru", {"level": 0, "steps": 2}, True, False),
+    ],
+)
+def test_torch_fast_equals_reference(name, kw, channels_last, jit):
+    net = _net(name, **kw)
+    fast = optimize_for_inference(net, channels_last=channels_last, jit=jit)
+    assert isinstance(fast, TorchFastPredictor)
+    for shape in [(2, 3, 32, 48), (1, 3, 64, 32)]:
+        x = torch.randn(*shape)
+        _close(fast(x), _ref(net, x), 1e-5)
+        _close(fast(x, steps=1), _ref(net, x, steps=1), 1e-5)
+    assert fast.last_steps == 1
+    # the original network is untouched (eval mode, contiguous weights, gradients enabled)
+    assert all(p.requires_grad for p in net.parameters())
+
+
+def test_torch_fast_non_recurrent():
+    net = _net("monai_basic_unet")
+    x = torch.randn(1, 3, 32, 32)
+    _close(optimize_for_inference(net)(x), _ref(net, x), 1e-5)
+
+
+def test_torch_fast_rejects_bad_size():
+    fast = optimize_for_inference(_net())
+    with pytest.raises(ValueError, match="divisible by 16"):
+        fast(torch.randn(1, 3, 30, 32))
+
+
+@pytest.mark.parametrize("name,kw", [("dru", {"level": 4, "steps": 3}), ("unet_g", {})])
+def test_onnxruntime_equals_torch(tmp_path, name, kw):
+    net = _net(name, **kw)
+    ort_pred = OnnxRuntimePredictor(net, intra_op_threads=1, onnx_path=tmp_path / "m.onnx")
+    for shape in [(1, 3, 32, 48), (2, 3, 80, 64)]:  # two sizes, one exported model (dynamic axes)
+        x = torch.randn(*shape)
+        _close(ort_pred(x), _ref(net, x), 1e-4)
+    if name == "dru":
+        _close(ort_pred(x, steps=1), _ref(net, x, steps=1), 1e-4)
+    # a saved model can be reloaded by path, with its recurrence settings from the metadata
+    again = OnnxRuntimePredictor(tmp_path / "m.onnx", intra_op_threads=1)
+    _close(again(x), _ref(net, x), 1e-4)
+
+
+def test_export_step_onnx_metadata(tmp_path):
+    import onnx
+
+    path = export_step_onnx(_net(), tmp_path / "step.onnx")
+    model = onnx.load(str(path))
+    assert model.opset_import[0].version >= 17
+    assert [i.name for i in model.graph.input] == ["x", "mask", "h"]
+    assert any(p.key == "monai_rurnet" for p in model.metadata_props)
+
+
+def _mask_blind(net: torch.nn.Module) -> torch.nn.Module:
+    """Make a DRU whose output does not depend on the previous mask nor on the hidden state: zero the first
+    conv's mask weights and saturate the update gate (``z = sigmoid(-1e4) = 0``, so ``h_t = h_hat(e_t)``).
+    Step 2 then reproduces step 1 exactly: the probabilities converge immediately."""
+    with torch.no_grad():
+        net.encoder[0][0].weight[:, net.in_channels :] = 0.0
+        last = [m for m in net.unit.f_z.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        last.weight.zero_()
+        last.bias.fill_(-1e4)
+    return net
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_early_exit(backend):
+    x = torch.randn(1, 3, 32, 32)
+    easy, hard = _mask_blind(_net(steps=4)), _net(steps=4)
+
+    def make(net, tol):
+        if backend == "torch":
+            return optimize_for_inference(net, tol=tol)
+        return OnnxRuntimePredictor(net, tol=tol, intra_op_threads=1)
+
+    # easy: converged after step 2 (the earliest possible exit), same result as running all steps
+    pred = make(easy, 1e-3)
+    out = pred(x)
+    assert pred.last_steps == 2
+    _close(out, _ref(easy, x), 1e-4)
+    # hard: the probabilities still change by more than tol, so all steps run
+    pred = make(hard, 1e-3)
+    pred(x)
+    assert pred.last_steps == 4
+    # tol = 0 never stops early, even on the easy network
+    pred = make(easy, 0.0)
+    pred(x)
+    assert pred.last_steps == 4
+    # same decisions as the reference implementation
+    assert easy.forward_steps(x, tol=1e-3)[1] == 2
+    assert hard.forward_steps(x, tol=1e-3)[1] == 4
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_fast_inferer_sliding_window(backend):
+    net = _net(steps=2)
+    x = torch.randn(1, 3, 72, 88)
+    ref_inferer = RecurrentSlidingWindowInferer(roi_size=(32, 32), sw_batch_size=3, overlap=0.25, steps=2)
+    with torch.inference_mode():
+        ref = ref_inferer(x, net)
+    inferer = FastInferer(SlidingWindowInferer((32, 32), 3, 0.25, mode="gaussian"), backend=backend, steps=2)
+    _close(inferer(x, net), ref, 1e-4)
+    assert inferer.last_steps == 2
+    first = inferer.predictor(net)
+    assert inferer.predictor(net) is first  # cached
+    # new weights rebuild the predictor
+    net.load_state_dict(_net(steps=2, seed=1).state_dict())
+    with torch.inference_mode():
+        ref = ref_inferer(x, net)
+    _close(inferer(x, net), ref, 1e-4)
+    assert inferer.predictor(net) is not first
+
+
+def test_fast_inferer_bad_backend():
+    with pytest.raises(ValueError, match="backend"):
+        FastInferer(backend="tensorrt")
