@@ -23,7 +23,8 @@ from monai_rurnet.transforms import CheckSameSized, EnsureChannelsd, InvalidImag
 from monai_rurnet.utils import load_state_dict_file
 
 ROOT = Path(__file__).resolve().parents[2]
-INFERENCE_CONFIG = ROOT / "bundles" / "retina_drive" / "configs" / "inference.json"
+BUNDLE = ROOT / "bundles" / "retina_drive"
+INFERENCE_CONFIG = BUNDLE / "configs" / "inference.json"
 SMALL = (4, 8, 16, 32, 64)
 
 
@@ -332,6 +333,49 @@ def test_image_label_size_mismatch_names_both_files(tmp_path):
     msg = str(e.value)
     assert "21_training.tif" in msg and "21_manual1.gif" in msg
     assert "(52, 40)" in msg and "(50, 40)" in msg  # PILReader reverses to (W, H) by default
+
+
+@pytest.fixture(scope="module")
+def train_validate_preprocessing():
+    """``validate#preprocessing`` of the merged retina training config (shared trainer + bundle)."""
+    parser = ConfigParser()
+    parser.read_config([str(ROOT / "configs" / "train_base.json"), str(BUNDLE / "configs" / "train.json")])
+    parser["bundle_root"] = str(BUNDLE)
+    return parser.get_parsed_content("validate#preprocessing")
+
+
+def _drive_case(tmp_path: Path, optimize: bool) -> dict[str, str]:
+    lab = np.zeros((40, 52), np.uint8)
+    lab[10:14, :] = 255
+    fov = np.zeros((40, 52), np.uint8)
+    fov[2:38, 2:50] = 255
+    Image.fromarray(_rgb()).save(tmp_path / "21_training.tif")
+    Image.fromarray(lab).save(tmp_path / "21_manual1.gif", optimize=optimize)
+    Image.fromarray(fov).save(tmp_path / "21_training_mask.gif", optimize=optimize)
+    names = {"image": "21_training.tif", "label": "21_manual1.gif", "mask": "21_training_mask.gif"}
+    return {k: str(tmp_path / n) for k, n in names.items()}
+
+
+def test_train_config_reads_grey_gif_labels(train_validate_preprocessing, tmp_path):
+    out = train_validate_preprocessing(_drive_case(tmp_path, optimize=False))  # mode L, 0/255, like DRIVE
+    assert float(out["label"].sum()) == 4 * 52
+    assert float(out["mask"].sum()) == 36 * 48
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (bundles/retina_drive/configs/train.json): LoadImaged uses a bare PILReader, so a palette GIF/PNG "
+    "label or mask (what Pillow writes for a 2-colour image, or a re-saved DRIVE label) is read as palette "
+    "indices 0/1, scaled by 1/255 and thresholded to all background, silently; use "
+    "PILReader(converter=monai_rurnet.data.transforms.pil_to_gray) for label/mask (pil_to_rgb for the image), "
+    "as monai_rurnet.data.load_transforms does.",
+)
+def test_train_config_reads_palette_gif_labels(train_validate_preprocessing, tmp_path):
+    case = _drive_case(tmp_path, optimize=True)
+    assert Image.open(case["label"]).mode == "P"
+    out = train_validate_preprocessing(case)
+    assert float(out["label"].sum()) == 4 * 52
+    assert float(out["mask"].sum()) == 36 * 48
 
 
 def test_check_same_sized_passes_and_skips_missing():

@@ -37,9 +37,11 @@ def _write_drive(root: Path, ids=(21, 22, 23, 24), size=(64, 64)) -> Path:
     for i in ids:
         img, lab, fov = synthetic_vessel_image(size, seed=i)
         Image.fromarray(img.transpose(1, 2, 0)).save(root / "training" / "images" / f"{i}_training.tif")
-        Image.fromarray(lab * 255).save(root / "training" / "1st_manual" / f"{i}_manual1.gif")
+        # optimize=False keeps the grey palette, so the GIFs read back as mode L with 0/255 like the real DRIVE ones
+        # (an optimized 2-colour GIF reads back as palette indices 0/1: see test_bad_inputs.py)
+        Image.fromarray(lab * 255).save(root / "training" / "1st_manual" / f"{i}_manual1.gif", optimize=False)
         Image.fromarray(fov.astype(np.uint8) * 255).save(
-            root / "training" / "mask" / f"{i}_training_mask.gif"
+            root / "training" / "mask" / f"{i}_training_mask.gif", optimize=False
         )
     return root
 
