@@ -3,6 +3,7 @@
 from monai_rurnet.bundle.verify import (
     REQUIRED_FILES,
     SCHEMA_FILE,
+    SCHEMA_MD5,
     missing_bundle_files,
     verify_bundle,
     verify_metadata_offline,
@@ -12,6 +13,7 @@ from monai_rurnet.bundle.verify import (
 __all__ = [
     "REQUIRED_FILES",
     "SCHEMA_FILE",
+    "SCHEMA_MD5",
     "missing_bundle_files",
     "verify_bundle",
     "verify_metadata_offline",

@@ -4,9 +4,9 @@
 ``--filepath`` does not exist, so pointing it at the shipped copy works offline::
 
     python -m monai.bundle verify_metadata --meta_file bundles/retina_drive/configs/metadata.json \
-        --filepath schemas/meta_schema.json
+        --filepath schemas/meta_schema.json --hash_val 76e1add273836515d0bbb3bc71962474
 
-The same checks from Python (or ``python -m monai_rurnet.bundle.verify bundles/retina_drive ...``)::
+The same checks from Python (or ``python -m monai_rurnet.bundle bundles/retina_drive ...``)::
 
     from monai_rurnet.bundle import verify_metadata_offline, verify_bundle
     verify_metadata_offline("bundles/retina_drive/configs/metadata.json")
@@ -24,6 +24,7 @@ from typing import Any
 __all__ = [
     "REPO_ROOT",
     "SCHEMA_FILE",
+    "SCHEMA_MD5",
     "REQUIRED_FILES",
     "verify_metadata_offline",
     "missing_bundle_files",
@@ -35,6 +36,8 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: the MONAI bundle metadata schema (``meta_schema_20240725.json`` of MONAI-extra-test-data 0.8.1), verbatim.
 SCHEMA_FILE = REPO_ROOT / "schemas" / "meta_schema.json"
+#: its md5 (``--hash_val`` of ``monai.bundle verify_metadata`` checks the local copy with it).
+SCHEMA_MD5 = "76e1add273836515d0bbb3bc71962474"
 #: files every bundle must have (MONAI model-zoo layout, design note section 4).
 REQUIRED_FILES = (
     "configs/metadata.json",
@@ -136,7 +139,7 @@ def verify_bundle(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``python -m monai_rurnet.bundle.verify BUNDLE_DIR [...] [--schema FILE] [--no-net]``."""
+    """CLI: ``python -m monai_rurnet.bundle BUNDLE_DIR [...] [--schema FILE] [--no-net]``."""
     parser = argparse.ArgumentParser(
         description="Check MONAI bundles offline (metadata, layout, network I/O)."
     )

@@ -17,6 +17,7 @@ from monai.bundle import ConfigParser, ckpt_export, onnx_export, verify_metadata
 from monai_rurnet.bundle import (
     REQUIRED_FILES,
     SCHEMA_FILE,
+    SCHEMA_MD5,
     verify_metadata_offline,
     verify_net_in_out_offline,
 )
@@ -25,8 +26,6 @@ from monai_rurnet.networks.export import check_onnx
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if p.is_dir() and (p / "configs").is_dir())
 IDS = [p.name for p in BUNDLES]
-# md5 of meta_schema_20240725.json as released in MONAI-extra-test-data 0.8.1 (the file is shipped verbatim)
-SCHEMA_MD5 = "76e1add273836515d0bbb3bc71962474"
 
 
 def _configs(bundle: Path) -> tuple[Path, Path]:
@@ -59,6 +58,7 @@ def test_bundles_found():
 
 
 def test_schema_is_the_released_one():
+    # meta_schema_20240725.json of MONAI-extra-test-data 0.8.1, shipped verbatim
     assert hashlib.md5(SCHEMA_FILE.read_bytes()).hexdigest() == SCHEMA_MD5
 
 
@@ -72,7 +72,7 @@ def test_metadata_valid_offline(bundle):
     assert fmt["inputs"]["image"]["num_channels"] == 3
     assert fmt["outputs"]["pred"]["num_channels"] == 2
     # MONAI's own command, pointed at the shipped schema: no download happens when the file exists
-    verify_metadata(meta_file=str(meta), filepath=str(SCHEMA_FILE))
+    verify_metadata(meta_file=str(meta), filepath=str(SCHEMA_FILE), hash_val=SCHEMA_MD5)
 
 
 def test_invalid_metadata_is_reported(tmp_path):
