@@ -83,39 +83,79 @@ def _recurrent_info(net: RecurrentUNet) -> dict[str, Any]:
     }
 
 
+EXIT_STATS = ("max", "mean")
+
+
 class _StepLoop:
     """The anytime loop of :meth:`RecurrentUNet.forward_steps` around a step function, keeping only the last
-    step's logits. Subclasses provide ``_step(x, mask, h)``, ``_probabilities`` and ``_max_change``."""
+    step's logits.
+
+    Early exit after step ``t >= 2`` when the change of the probabilities between two steps, reduced by
+    ``exit_stat`` (``"max"``: largest absolute change, as :meth:`RecurrentUNet.forward_steps`; ``"mean"``: mean
+    absolute change), is below ``tol``. With ``per_sample`` each batch item (e.g. each sliding window) exits on
+    its own and the remaining steps run on the unfinished items only (exact: the networks normalise per sample
+    in eval mode); otherwise the batch exits together. ``last_steps`` is the largest number of steps any item
+    used and ``last_steps_per_sample`` lists them. Subclasses provide the array operations.
+    """
 
     info: dict[str, Any]
     steps: int | None
     tol: float | None
 
-    def __init__(self) -> None:
+    def __init__(self, exit_stat: str = "max", per_sample: bool = True) -> None:
+        if exit_stat not in EXIT_STATS:
+            raise ValueError(f"exit_stat must be one of {EXIT_STATS}, got {exit_stat!r}.")
+        self.exit_stat = exit_stat
+        self.per_sample = per_sample
         self.last_steps = 0
+        self.last_steps_per_sample: list[int] = []
 
     def _run(self, x: Any, steps: int | None, tol: float | None) -> Any:
         info = self.info
+        b = int(x.shape[0])
         if not info.get("recurrent", False):
-            self.last_steps = 1
+            self.last_steps, self.last_steps_per_sample = 1, [1] * b
             return self._single(x)
         n_steps = int(info["steps"] if steps is None else steps)
         if n_steps < 1:
             raise ValueError(f"steps must be >= 1, got {n_steps}.")
-        b, spatial = x.shape[0], tuple(int(s) for s in x.shape[2:])
+        spatial = tuple(int(s) for s in x.shape[2:])
         stride = int(info["state_stride"])
         mask = self._full((b, info["out_channels"], *spatial), info["init_value"], x)
         h = self._full((b, info["state_channels"], *(s // stride for s in spatial)), info["state_init"], x)
-        logits = None
+        used = [n_steps] * b
+        active = np.arange(b)  # batch items still running
+        result: Any = None
         for t in range(n_steps):
             logits, h = self._step(x, mask, h)
+            if result is None:
+                result = logits
+            elif len(active) < b:
+                self._assign(result, active, logits)
+            else:
+                result = logits
+            if t == n_steps - 1:
+                break
             prob = self._probabilities(logits)
-            if tol is not None and t > 0 and self._max_change(prob, mask) < tol:
-                self.last_steps = t + 1
-                return logits
+            if tol is not None and t > 0:
+                change = self._change(prob, mask)  # per item
+                done = (
+                    change < tol if self.per_sample else np.full(len(active), bool(self._pool(change) < tol))
+                )
+                if done.any():
+                    for i in active[done]:
+                        used[int(i)] = t + 1
+                    if done.all():
+                        break
+                    keep = ~done
+                    active = active[keep]
+                    x, prob, h = self._select(x, keep), self._select(prob, keep), self._select(h, keep)
             mask = prob
-        self.last_steps = n_steps
-        return logits
+        self.last_steps, self.last_steps_per_sample = max(used), used
+        return result
+
+    def _pool(self, change: np.ndarray) -> float:
+        return float(change.max() if self.exit_stat == "max" else change.mean())
 
     def _full(self, shape: tuple[int, ...], value: float, like: Any) -> Any:
         raise NotImplementedError
@@ -129,7 +169,14 @@ class _StepLoop:
     def _probabilities(self, logits: Any) -> Any:
         raise NotImplementedError
 
-    def _max_change(self, prob: Any, mask: Any) -> float:
+    def _change(self, prob: Any, mask: Any) -> np.ndarray:
+        """Per batch item ``exit_stat`` of ``|prob - mask|``, as a numpy vector."""
+        raise NotImplementedError
+
+    def _select(self, a: Any, keep: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def _assign(self, result: Any, index: np.ndarray, value: Any) -> None:
         raise NotImplementedError
 
 
@@ -143,6 +190,8 @@ class TorchFastPredictor(_StepLoop):
         channels_last: run in the channels-last memory format (faster oneDNN convolutions and pooling on CPU).
         jit: trace the step with TorchScript and freeze it (``torch.jit.freeze``); traced lazily per input rank.
         copy_network: work on a deep copy, leaving ``network`` untouched (default); ``False`` converts in place.
+        exit_stat: ``"max"`` (as :meth:`RecurrentUNet.forward_steps`) or ``"mean"`` absolute change for ``tol``.
+        per_sample: early exit per batch item (sliding windows exit on their own) instead of per batch.
     """
 
     def __init__(
@@ -153,8 +202,10 @@ class TorchFastPredictor(_StepLoop):
         channels_last: bool = True,
         jit: bool = False,
         copy_network: bool = True,
+        exit_stat: str = "max",
+        per_sample: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(exit_stat, per_sample)
         net = copy.deepcopy(network) if copy_network else network
         net = net.eval()
         for p in net.parameters():
@@ -201,8 +252,15 @@ class TorchFastPredictor(_StepLoop):
             return torch.sigmoid(logits)
         return torch.softmax(logits, dim=1)
 
-    def _max_change(self, prob: torch.Tensor, mask: torch.Tensor) -> float:
-        return float((prob - mask).abs().max())
+    def _change(self, prob: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+        d = (prob - mask).abs().flatten(1)
+        return (d.amax(1) if self.exit_stat == "max" else d.mean(1)).cpu().numpy()
+
+    def _select(self, a: torch.Tensor, keep: np.ndarray) -> torch.Tensor:
+        return self._format(a[torch.as_tensor(keep, device=a.device)])
+
+    def _assign(self, result: torch.Tensor, index: np.ndarray, value: torch.Tensor) -> None:
+        result[torch.as_tensor(index, device=result.device)] = value
 
     def __call__(self, x: torch.Tensor, steps: int | None = None, tol: float | None = None) -> torch.Tensor:
         """Logits ``(B, K, *S)`` of the last step run (``steps``/``tol`` default to the predictor's)."""
@@ -224,6 +282,8 @@ def optimize_for_inference(
     channels_last: bool = True,
     jit: bool = False,
     copy_network: bool = True,
+    exit_stat: str = "max",
+    per_sample: bool = True,
 ) -> TorchFastPredictor:
     """Return a fast eval-mode callable for ``network`` (see :class:`TorchFastPredictor`).
 
@@ -234,7 +294,7 @@ def optimize_for_inference(
         logits = fast(x, steps=1)                    # anytime
         sliding_window_inference(img, (96, 96), 16, fast)
     """
-    return TorchFastPredictor(network, steps, tol, channels_last, jit, copy_network)
+    return TorchFastPredictor(network, steps, tol, channels_last, jit, copy_network, exit_stat, per_sample)
 
 
 def export_step_onnx(
@@ -314,6 +374,7 @@ class OnnxRuntimePredictor(_StepLoop):
         onnx_path: where to write the export when ``network`` is a module.
         opset: ONNX opset of the export (>= 17).
         providers: ONNX Runtime execution providers.
+        exit_stat, per_sample: early-exit options, see :class:`TorchFastPredictor`.
 
     Outputs match PyTorch to about ``1e-5`` (float32); inputs/outputs are ``torch`` tensors on the input's
     device (computation runs on the CPU).
@@ -328,8 +389,10 @@ class OnnxRuntimePredictor(_StepLoop):
         onnx_path: str | os.PathLike | None = None,
         opset: int = 17,
         providers: Sequence[str] = ("CPUExecutionProvider",),
+        exit_stat: str = "max",
+        per_sample: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(exit_stat, per_sample)
         import onnx
         import onnxruntime as ort
 
@@ -373,8 +436,15 @@ class OnnxRuntimePredictor(_StepLoop):
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
-    def _max_change(self, prob: np.ndarray, mask: np.ndarray) -> float:
-        return float(np.abs(prob - mask).max())
+    def _change(self, prob: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        d = np.abs(prob - mask).reshape(prob.shape[0], -1)
+        return d.max(1) if self.exit_stat == "max" else d.mean(1)
+
+    def _select(self, a: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a[keep])
+
+    def _assign(self, result: np.ndarray, index: np.ndarray, value: np.ndarray) -> None:
+        result[index] = value
 
     def __call__(self, x: torch.Tensor, steps: int | None = None, tol: float | None = None) -> torch.Tensor:
         """Logits ``(B, K, *S)`` of the last step run (``steps``/``tol`` default to the predictor's)."""
@@ -402,6 +472,7 @@ class FastInferer(Inferer):
         steps, tol: anytime settings (``None``: the network's steps, no early exit).
         channels_last, jit: options of the torch backend.
         intra_op_threads, onnx_path: options of the ONNX Runtime backend.
+        exit_stat, per_sample: early-exit options, see :class:`TorchFastPredictor`.
     """
 
     def __init__(
@@ -414,6 +485,8 @@ class FastInferer(Inferer):
         jit: bool = False,
         intra_op_threads: int | None = None,
         onnx_path: str | os.PathLike | None = None,
+        exit_stat: str = "max",
+        per_sample: bool = True,
     ) -> None:
         super().__init__()
         backend = str(backend).lower().replace("_", "")
@@ -427,6 +500,8 @@ class FastInferer(Inferer):
         self.jit = jit
         self.intra_op_threads = intra_op_threads
         self.onnx_path = onnx_path
+        self.exit_stat = exit_stat
+        self.per_sample = per_sample
         self.last_steps = 0
         self._key: tuple | None = None
         self._predictor: Any = None
@@ -443,7 +518,13 @@ class FastInferer(Inferer):
         if self._predictor is None or key != self._key:
             if self.backend == "torch":
                 self._predictor = optimize_for_inference(
-                    network, self.steps, self.tol, self.channels_last, self.jit
+                    network,
+                    self.steps,
+                    self.tol,
+                    self.channels_last,
+                    self.jit,
+                    exit_stat=self.exit_stat,
+                    per_sample=self.per_sample,
                 )
             else:
                 self._predictor = OnnxRuntimePredictor(
@@ -452,6 +533,8 @@ class FastInferer(Inferer):
                     self.tol,
                     self.intra_op_threads,
                     self.onnx_path,
+                    exit_stat=self.exit_stat,
+                    per_sample=self.per_sample,
                 )
             self._key = key
         return self._predictor

@@ -164,3 +164,40 @@ def test_fast_inferer_sliding_window(backend):
 def test_fast_inferer_bad_backend():
     with pytest.raises(ValueError, match="backend"):
         FastInferer(backend="tensorrt")
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+@pytest.mark.parametrize("exit_stat", ["max", "mean"])
+def test_per_sample_early_exit_matches_single_items(backend, exit_stat):
+    """Each batch item (e.g. each sliding window) exits on its own: same steps and logits as running it alone."""
+    net = _net(steps=4)
+    torch.manual_seed(1)
+    x = torch.cat([torch.randn(1, 3, 32, 32) * s for s in (0.3, 1.0, 3.0)])
+    with torch.inference_mode():
+        outs, _ = net.forward_steps(x, 2)
+    p1, p2 = (torch.softmax(o, 1) for o in outs)
+    d = (p2 - p1).abs().flatten(1)
+    change = (d.amax(1) if exit_stat == "max" else d.mean(1)).sort().values
+    tol = (
+        float(change[0] + change[1]) / 2
+    )  # the item with the smallest change exits after step 2, others later
+    if backend == "torch":
+        pred = optimize_for_inference(net, tol=tol, exit_stat=exit_stat)
+    else:
+        pred = OnnxRuntimePredictor(net, tol=tol, intra_op_threads=1, exit_stat=exit_stat)
+    out = pred(x)
+    ref = TorchFastPredictor(net, tol=tol, channels_last=False, exit_stat=exit_stat)
+    expected = []
+    for i in range(3):
+        _close(out[i : i + 1], ref(x[i : i + 1]), 1e-4)
+        expected.append(ref.last_steps)
+    assert pred.last_steps_per_sample == expected
+    assert 2 in expected and max(expected) > 2
+    if exit_stat == "max":  # the reference implementation makes the same per-item decisions
+        assert expected == [net.forward_steps(x[i : i + 1], tol=tol)[1] for i in range(3)]
+    # per_sample=False: the batch exits together (max: once every item has converged; mean: on the batch mean)
+    pred.per_sample = False
+    pred(x)
+    steps = pred.last_steps_per_sample
+    assert len(set(steps)) == 1
+    assert steps[0] == max(expected) if exit_stat == "max" else 2 <= steps[0] <= max(expected)

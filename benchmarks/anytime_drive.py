@@ -1,0 +1,159 @@
+"""Anytime inference on DRIVE: accuracy vs time for fixed steps and adaptive early exit.
+
+For the trained DRU(4) weights (``bundles/retina_drive/models/model.pt``, else ``/work/runs/dru4/models/model.pt``)
+on the held-out DRIVE training images 37-40 (preprocessed by ``validate#preprocessing`` of
+``bundles/retina_drive/configs/train.json``), runs the bundle's sliding-window inference (roi 96x96, overlap
+0.25, gaussian) with ``steps = 1, 2, 3`` and with early exit at ``tol`` in {0.05, 0.02, 0.01} (up to 3 steps),
+and reports vessel F1 / AUC inside the FOV (pooled over the images, :class:`monai_rurnet.metrics.VesselMetrics`),
+the mean number of steps used (per window batch, weighted by windows) and seconds per image.
+
+Usage::
+
+    python benchmarks/anytime_drive.py [--backend torch|onnxruntime|eager] [--threads 2] [--roi 96]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from _common import environment, table
+from monai.bundle import ConfigParser
+from monai.inferers import SlidingWindowInferer
+
+from monai_rurnet.data import drive_datalist
+from monai_rurnet.inferers.fast import OnnxRuntimePredictor, optimize_for_inference
+from monai_rurnet.metrics import VesselMetrics, apply_fov
+from monai_rurnet.networks import build_network
+from monai_rurnet.utils import load_state_dict_file
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = [ROOT / "bundles/retina_drive/models/model.pt", Path("/work/runs/dru4/models/model.pt")]
+
+
+class _Counting:
+    """Calls ``predictor(x, steps, tol)`` and records the steps used per window batch."""
+
+    def __init__(self, predictor, steps: int, tol: float | None) -> None:
+        self.predictor, self.steps, self.tol = predictor, steps, tol
+        self.windows = 0
+        self.step_windows = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.predictor is None:
+            raise RuntimeError
+        out = self.predictor(x, steps=self.steps, tol=self.tol)
+        self.windows += x.shape[0]
+        self.step_windows += self.predictor.last_steps * x.shape[0]
+        return out
+
+
+class _Eager:
+    """Reference path: ``RecurrentUNet.forward_steps`` under ``torch.inference_mode``."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        self.net, self.last_steps = net, 0
+
+    def __call__(self, x: torch.Tensor, steps: int, tol: float | None) -> torch.Tensor:
+        with torch.inference_mode():
+            outs, self.last_steps = self.net.forward_steps(x, steps, tol)
+        return outs[-1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="/work/shared/data/DRIVE")
+    p.add_argument("--weights", default=None, help="state_dict of DRU(4) (default: bundle, then /work/runs)")
+    p.add_argument("--ids", nargs="+", type=int, default=[37, 38, 39, 40])
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "eager"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--roi", type=int, default=96)
+    p.add_argument("--sw_batch_size", type=int, default=16)
+    p.add_argument("--quick", action="store_true", help="smoke run: one image, steps 1 and tol 0.05 only")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    weights = Path(args.weights) if args.weights else next((w for w in WEIGHTS if w.is_file()), None)
+    if weights is None:
+        sys.exit(f"no trained weights found in {[str(w) for w in WEIGHTS]}; pass --weights")
+    net = build_network("dru", spatial_dims=2, in_channels=3, out_channels=2, level=4, steps=3)
+    load_state_dict_file(weights, net)
+    net.eval()
+
+    parser = ConfigParser()
+    parser.read_config(
+        [str(ROOT / "configs/train_base.json"), str(ROOT / "bundles/retina_drive/configs/train.json")]
+    )
+    preprocessing = parser.get_parsed_content("validate#preprocessing")
+    ids = args.ids[:1] if args.quick else args.ids
+    data = [preprocessing(d) for d in drive_datalist(args.data, "training", ids=ids)]
+
+    if args.backend == "torch":
+        predictor = optimize_for_inference(net)
+    elif args.backend == "onnxruntime":
+        predictor = OnnxRuntimePredictor(net, intra_op_threads=args.threads)
+    else:
+        predictor = _Eager(net)
+    inferer = SlidingWindowInferer(
+        (args.roi, args.roi), sw_batch_size=args.sw_batch_size, overlap=0.25, mode="gaussian"
+    )
+    configs: list[tuple[str, int, float | None]] = [
+        ("steps=1", 1, None),
+        ("steps=2", 2, None),
+        ("steps=3", 3, None),
+    ]
+    configs += [(f"adaptive tol={t}", 3, t) for t in (0.05, 0.02, 0.01)]
+    if args.quick:
+        configs = [configs[0], configs[3]]
+
+    print("# Anytime inference on DRIVE (benchmarks/anytime_drive.py)\n")
+    print(environment())
+    print(f"command: python {' '.join(sys.argv)}")
+    print(
+        f"weights: {weights}; images: DRIVE training {ids}; backend {args.backend}, {args.threads} thread(s); "
+        f"sliding window roi {args.roi}, overlap 0.25, gaussian, sw_batch_size {args.sw_batch_size}\n"
+    )
+    # warm-up (first-call allocations, oneDNN primitive creation)
+    inferer(data[0]["image"].unsqueeze(0), _Counting(predictor, 1, None))
+
+    rows = []
+    for name, steps, tol in configs:
+        metric = VesselMetrics()
+        counter = _Counting(predictor, steps, tol)
+        seconds = 0.0
+        for d in data:
+            x = d["image"].as_tensor().unsqueeze(0) if hasattr(d["image"], "as_tensor") else d["image"][None]
+            t0 = time.perf_counter()
+            logits = inferer(x, counter)
+            seconds += time.perf_counter() - t0
+            prob = torch.softmax(logits.float(), dim=1)
+            label = apply_fov(
+                torch.as_tensor(d["label"]).unsqueeze(0), torch.as_tensor(d["mask"]).unsqueeze(0) > 0
+            )
+            metric(y_pred=prob, y=label)
+        res = metric.aggregate()
+        rows.append(
+            [
+                name,
+                res["f1"],
+                res["auc"],
+                res["sensitivity"],
+                res["specificity"],
+                counter.step_windows / max(1, counter.windows),
+                seconds / len(data),
+            ]
+        )
+        print(f"{name}: done", flush=True)
+    print()
+    print(table(["inference", "F1 (FOV)", "AUC", "Se", "Sp", "mean steps", "s / image"], rows))
+    print(
+        "\nF1/AUC/Se/Sp pooled over all FOV pixels of the images (threshold 0.5). mean steps: per window batch "
+        f"({args.sw_batch_size} windows share one early-exit decision), weighted by windows."
+    )
+
+
+if __name__ == "__main__":
+    main()
