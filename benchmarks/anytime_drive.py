@@ -4,7 +4,8 @@ For the trained DRU(4) weights (``bundles/retina_drive/models/model.pt``, else `
 on the held-out DRIVE training images 37-40 (preprocessed by ``validate#preprocessing`` of
 ``bundles/retina_drive/configs/train.json``), runs the bundle's sliding-window inference (roi 96x96, overlap
 0.25, gaussian) with ``steps = 1, 2, 3`` and with early exit at ``tol`` in {0.05, 0.02, 0.01} (up to 3 steps),
-and reports vessel F1 / AUC inside the FOV (pooled over the images, :class:`monai_rurnet.metrics.VesselMetrics`),
+plus the mean-change rule of :func:`monai_rurnet.inferers.optimize_for_inference` (tol 0.01 .. 0.001; early
+exit is decided per window), and reports vessel F1 / AUC inside the FOV (pooled over the images, :class:`monai_rurnet.metrics.VesselMetrics`),
 the mean number of steps used (per window batch, weighted by windows) and seconds per image.
 
 Usage::
@@ -47,7 +48,7 @@ class _Counting:
             raise RuntimeError
         out = self.predictor(x, steps=self.steps, tol=self.tol)
         self.windows += x.shape[0]
-        self.step_windows += self.predictor.last_steps * x.shape[0]
+        self.step_windows += sum(self.predictor.last_steps_per_sample)
         return out
 
 
@@ -56,10 +57,12 @@ class _Eager:
 
     def __init__(self, net: torch.nn.Module) -> None:
         self.net, self.last_steps = net, 0
+        self.last_steps_per_sample: list[int] = []
 
     def __call__(self, x: torch.Tensor, steps: int, tol: float | None) -> torch.Tensor:
         with torch.inference_mode():
             outs, self.last_steps = self.net.forward_steps(x, steps, tol)
+        self.last_steps_per_sample = [self.last_steps] * x.shape[0]
         return outs[-1]
 
 
@@ -100,14 +103,16 @@ def main() -> None:
     inferer = SlidingWindowInferer(
         (args.roi, args.roi), sw_batch_size=args.sw_batch_size, overlap=0.25, mode="gaussian"
     )
-    configs: list[tuple[str, int, float | None]] = [
-        ("steps=1", 1, None),
-        ("steps=2", 2, None),
-        ("steps=3", 3, None),
+    configs: list[tuple[str, int, float | None, str]] = [
+        ("steps=1", 1, None, "max"),
+        ("steps=2", 2, None, "max"),
+        ("steps=3", 3, None, "max"),
     ]
-    configs += [(f"adaptive tol={t}", 3, t) for t in (0.05, 0.02, 0.01)]
+    configs += [(f"adaptive max-change tol={t}", 3, t, "max") for t in (0.05, 0.02, 0.01)]
+    if args.backend != "eager":
+        configs += [(f"adaptive mean-change tol={t}", 3, t, "mean") for t in (0.01, 0.005, 0.002, 0.001)]
     if args.quick:
-        configs = [configs[0], configs[3]]
+        configs = [configs[0], configs[3], configs[-1]]
 
     print("# Anytime inference on DRIVE (benchmarks/anytime_drive.py)\n")
     print(environment())
@@ -120,7 +125,9 @@ def main() -> None:
     inferer(data[0]["image"].unsqueeze(0), _Counting(predictor, 1, None))
 
     rows = []
-    for name, steps, tol in configs:
+    for name, steps, tol, stat in configs:
+        if args.backend != "eager":
+            predictor.exit_stat = stat
         metric = VesselMetrics()
         counter = _Counting(predictor, steps, tol)
         seconds = 0.0
@@ -150,8 +157,9 @@ def main() -> None:
     print()
     print(table(["inference", "F1 (FOV)", "AUC", "Se", "Sp", "mean steps", "s / image"], rows))
     print(
-        "\nF1/AUC/Se/Sp pooled over all FOV pixels of the images (threshold 0.5). mean steps: per window batch "
-        f"({args.sw_batch_size} windows share one early-exit decision), weighted by windows."
+        "\nF1/AUC/Se/Sp pooled over all FOV pixels of the images (threshold 0.5). Early exit after step t >= 2 "
+        "when the max (RecurrentUNet.forward_steps' rule) or mean absolute change of the probabilities between "
+        "two steps is below tol, decided per window (backend eager: per window batch); mean steps: over windows."
     )
 
 
