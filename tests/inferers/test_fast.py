@@ -201,3 +201,29 @@ def test_per_sample_early_exit_matches_single_items(backend, exit_stat):
     steps = pred.last_steps_per_sample
     assert len(set(steps)) == 1
     assert steps[0] == max(expected) if exit_stat == "max" else 2 <= steps[0] <= max(expected)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_windowed_raster_with_fast_predictor(tmp_path, backend):
+    """The massroads windowed runner accepts a fast predictor and gives the plain network's output."""
+    rasterio = pytest.importorskip("rasterio")
+    import numpy as np
+
+    from monai_rurnet.data import write_geotiff
+    from monai_rurnet.inferers.geotiff_runner import segment_raster
+
+    net = _net(steps=2)
+    a = np.random.default_rng(0).integers(0, 255, (3, 60, 75), dtype=np.uint8)
+    write_geotiff(tmp_path / "r.tif", a, transform=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), crs="EPSG:26986")
+    fast = (
+        optimize_for_inference(net) if backend == "torch" else OnnxRuntimePredictor(net, intra_op_threads=1)
+    )
+    kw = {"roi_size": 32, "sw_batch_size": 3, "device": "cpu"}
+    segment_raster(tmp_path / "r.tif", tmp_path / "fast", fast, window=32, **kw)
+    segment_raster(tmp_path / "r.tif", tmp_path / "ref", net, window=4096, **kw)
+    with (
+        rasterio.open(tmp_path / "fast" / "r_prob.tif") as f,
+        rasterio.open(tmp_path / "ref" / "r_prob.tif") as r,
+    ):
+        assert np.abs(f.read(1) - r.read(1)).max() <= 1e-4
+        assert f.crs == r.crs and f.transform == r.transform
