@@ -73,7 +73,13 @@ def load_state_dict_file(path: str | os.PathLike, network: torch.nn.Module | Non
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path}: does not hold a state_dict (a dict of tensors).")
     if network is not None:
-        result = network.load_state_dict(obj, strict=False)
+        try:
+            result = network.load_state_dict(obj, strict=False)
+        except RuntimeError as e:
+            raise ValueError(
+                f"{path}: weights do not match {type(network).__name__} (tensor shapes differ): {str(e)[:300]} "
+                "Check that the network variant and its arguments match the ones the weights were trained with."
+            ) from e
         if result.missing_keys or result.unexpected_keys:
             raise ValueError(
                 f"{path}: weights do not match {type(network).__name__}: "

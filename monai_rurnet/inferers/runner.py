@@ -16,7 +16,14 @@ from tqdm import tqdm
 
 from monai_rurnet.utils import atomic_write, load_state_dict_file
 
-__all__ = ["IMAGE_SUFFIXES", "find_images", "PngMaskWriter", "FolderSegmentationRunner", "overlay_image"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "find_images",
+    "PngMaskWriter",
+    "FolderSegmentationRunner",
+    "overlay_image",
+    "root_cause",
+]
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".ppm", ".gif")
 logger = logging.getLogger(__name__)
@@ -31,6 +38,13 @@ def find_images(folder: str | Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) ->
     if not files:
         raise FileNotFoundError(f"{folder}: no input images ({', '.join(suffixes)}) found.")
     return files
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost cause of an error (MONAI's ``Compose`` wraps transform errors in ``RuntimeError``)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
 
 
 def overlay_image(rgb: np.ndarray, seg: np.ndarray, color: tuple[int, int, int] = (0, 255, 0)) -> np.ndarray:
@@ -151,7 +165,12 @@ class FolderSegmentationRunner:
 
     def run(self) -> dict[str, Any]:
         files = find_images(self.dataset_dir, self.suffixes)
+        if self.output_dir.resolve() == self.dataset_dir.resolve():
+            ours = {o.name for f in files for o in self.writer.outputs(f, self.output_dir)}
+            files = [f for f in files if f.name not in ours]
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.output_dir.glob(".*.tmp*"):  # temp files of a killed run (outputs are renamed in)
+            stale.unlink(missing_ok=True)
         done, skipped, failed = 0, 0, []
         start = time.perf_counter()
         for path in tqdm(files, desc="segmenting", unit="img", disable=not self.progress, file=sys.stderr):
@@ -162,9 +181,10 @@ class FolderSegmentationRunner:
                 self.process(path)
                 done += 1
             except Exception as e:  # one bad file must not stop the others
+                cause = root_cause(e)
                 failed.append(str(path))
-                logger.error(f"FAILED {path}: {e}")
-                print(f"FAILED {path}: {type(e).__name__}: {e}", file=sys.stderr)
+                logger.error(f"FAILED {path}: {type(cause).__name__}: {cause}")
+                print(f"FAILED {path}: {type(cause).__name__}: {cause}", file=sys.stderr)
         seconds = time.perf_counter() - start
         summary = {"done": done, "skipped": skipped, "failed": len(failed), "seconds": round(seconds, 2)}
         print(

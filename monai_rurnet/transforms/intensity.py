@@ -7,6 +7,7 @@ from collections.abc import Hashable, Mapping
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
+from PIL import Image as PILImage
 
 __all__ = ["EnsureChannelsd", "ToUnitRanged", "InvalidImageError", "pil_standard_mode"]
 
@@ -92,6 +93,12 @@ class ToUnitRanged(MapTransform):
 def pil_standard_mode(image):
     """PIL converter for ``PILReader(converter=...)``: palette, CMYK and LA/PA images become RGB/L/RGBA so
     intensities, not palette indices, are read; other modes are returned unchanged."""
+    tags = getattr(image, "tag_v2", None)
+    samples = int(tags.get(277, 1)) if tags is not None else 1  # TIFF SamplesPerPixel
+    if samples == 2 and image.mode == "L":
+        # PIL reads only the first of two bands; return both channels' worth so that EnsureChannelsd rejects the
+        # file by name (raising here would make MONAI's LoadImage silently fall back to another reader).
+        return PILImage.merge("LA", (image, image))
     if image.mode in ("P", "PA"):
         return image.convert("RGBA" if "transparency" in image.info or image.mode == "PA" else "RGB")
     if image.mode == "CMYK":

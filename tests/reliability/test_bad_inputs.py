@@ -171,12 +171,6 @@ def test_two_channel_image_rejected_naming_file():
         EnsureChannelsd("image", channels=3)({"image": img})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (transforms.intensity.pil_standard_mode): PIL opens a 2-band TIFF (ExtraSamples unspecified) as "
-    "mode 'L' and silently drops band 2, so the image is segmented instead of rejected; check the TIFF "
-    "SamplesPerPixel tag (277) against len(image.getbands()) and raise InvalidImageError naming image.filename.",
-)
 def test_runner_two_channel_tiff_fails_naming_file(net, preprocessing, tmp_path, capsys):
     rasterio = pytest.importorskip("rasterio")
 
@@ -236,12 +230,6 @@ def test_runner_bad_content_fails_naming_file(net, preprocessing, tmp_path, caps
     assert not list(out.glob(f"{Path(name).stem}*"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (inferers.runner.FolderSegmentationRunner.run): MONAI's Compose re-raises every transform error as "
-    "RuntimeError('applying transform <...>') from e, and the runner prints only that, so the cause (NaN, too "
-    "small, 2 channels, unreadable) is lost; print the innermost __cause__ instead.",
-)
 @pytest.mark.parametrize("name, write, cause", BAD_CONTENT, ids=["nan-tiff", "tiny-4x4"])
 def test_runner_failure_message_names_cause(net, preprocessing, tmp_path, capsys, name, write, cause):
     _run_one(net, preprocessing, tmp_path, name, write)
@@ -362,14 +350,6 @@ def test_train_config_reads_grey_gif_labels(train_validate_preprocessing, tmp_pa
     assert float(out["mask"].sum()) == 36 * 48
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (bundles/retina_drive/configs/train.json): LoadImaged uses a bare PILReader, so a palette GIF/PNG "
-    "label or mask (what Pillow writes for a 2-colour image, or a re-saved DRIVE label) is read as palette "
-    "indices 0/1, scaled by 1/255 and thresholded to all background, silently; use "
-    "PILReader(converter=monai_rurnet.data.transforms.pil_to_gray) for label/mask (pil_to_rgb for the image), "
-    "as monai_rurnet.data.load_transforms does.",
-)
 def test_train_config_reads_palette_gif_labels(train_validate_preprocessing, tmp_path):
     case = _drive_case(tmp_path, optimize=True)
     assert Image.open(case["label"]).mode == "P"
@@ -425,12 +405,6 @@ def test_weights_foreign_state_dict_rejected_naming_file(net, tmp_path):
         load_state_dict_file(p, net)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (utils.load_state_dict_file): a state_dict with overlapping keys but other shapes (U-Net-G, or DRU "
-    "with other widths) raises torch's RuntimeError listing every tensor, not a ValueError naming the file; "
-    "wrap network.load_state_dict in try/except RuntimeError and re-raise ValueError(f'{path}: ...').",
-)
 @pytest.mark.parametrize(
     "other",
     [
