@@ -108,7 +108,8 @@ def segment_raster(
     Args:
         src_path: GeoTIFF/TIFF/PNG/JPEG readable by rasterio (1, 3 or 4 bands; uint8 expected).
         out_dir: output folder; outputs carry the input's CRS and geotransform when it has them.
-        network: segmentation network returning logits ``(B, K, h, w)`` (in eval mode; moved to nothing).
+        network: segmentation network returning logits ``(B, K, h, w)``; put in eval mode, not moved (pass a
+            ``device`` matching its parameters).
         roi_size: sliding-window patch size (a multiple of 16).
         sw_batch_size: patches per forward pass.
         overlap: patch overlap fraction of the global sliding-window grid.
@@ -138,6 +139,7 @@ def segment_raster(
         p = next(network.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
     device = torch.device(device)
+    network.eval()
     predictor = RecurrentPredictor(network, steps, tol)
     importance = compute_importance_map(roi, mode=mode, sigma_scale=0.125, device=device).float()
     importance = importance.clamp_min(max(float(importance[importance > 0].min()), 1e-3))  # as MONAI
