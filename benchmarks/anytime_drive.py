@@ -118,30 +118,33 @@ def main() -> None:
     print(environment())
     print(f"command: python {' '.join(sys.argv)}")
     print(
-        f"weights: {weights}; images: DRIVE training {ids}; backend {args.backend}, {args.threads} thread(s); "
+        f"weights: {weights} (modified {time.strftime('%Y-%m-%d %H:%M', time.gmtime(weights.stat().st_mtime))} UTC)"
+        f"; images: DRIVE training {ids}; backend {args.backend}, {args.threads} thread(s); "
         f"sliding window roi {args.roi}, overlap 0.25, gaussian, sw_batch_size {args.sw_batch_size}\n"
     )
     # warm-up (first-call allocations, oneDNN primitive creation)
     inferer(data[0]["image"].unsqueeze(0), _Counting(predictor, 1, None))
 
-    rows = []
-    for name, steps, tol, stat in configs:
-        if args.backend != "eager":
-            predictor.exit_stat = stat
-        metric = VesselMetrics()
-        counter = _Counting(predictor, steps, tol)
-        seconds = 0.0
-        for d in data:
-            x = d["image"].as_tensor().unsqueeze(0) if hasattr(d["image"], "as_tensor") else d["image"][None]
+    # images outer, configurations inner (round-robin): a change of the machine's load hits all alike
+    metrics = {c[0]: VesselMetrics() for c in configs}
+    counters = {c[0]: _Counting(predictor, c[1], c[2]) for c in configs}
+    seconds = dict.fromkeys(metrics, 0.0)
+    for d in data:
+        x = d["image"].as_tensor().unsqueeze(0) if hasattr(d["image"], "as_tensor") else d["image"][None]
+        label = apply_fov(
+            torch.as_tensor(d["label"]).unsqueeze(0), torch.as_tensor(d["mask"]).unsqueeze(0) > 0
+        )
+        for name, _, _, stat in configs:
+            if args.backend != "eager":
+                predictor.exit_stat = stat
             t0 = time.perf_counter()
-            logits = inferer(x, counter)
-            seconds += time.perf_counter() - t0
-            prob = torch.softmax(logits.float(), dim=1)
-            label = apply_fov(
-                torch.as_tensor(d["label"]).unsqueeze(0), torch.as_tensor(d["mask"]).unsqueeze(0) > 0
-            )
-            metric(y_pred=prob, y=label)
-        res = metric.aggregate()
+            logits = inferer(x, counters[name])
+            seconds[name] += time.perf_counter() - t0
+            metrics[name](y_pred=torch.softmax(logits.float(), dim=1), y=label)
+        print(f"image done ({len(data)} in all)", flush=True)
+    rows = []
+    for name, *_ in configs:
+        res, counter = metrics[name].aggregate(), counters[name]
         rows.append(
             [
                 name,
@@ -150,10 +153,9 @@ def main() -> None:
                 res["sensitivity"],
                 res["specificity"],
                 counter.step_windows / max(1, counter.windows),
-                seconds / len(data),
+                seconds[name] / len(data),
             ]
         )
-        print(f"{name}: done", flush=True)
     print()
     print(table(["inference", "F1 (FOV)", "AUC", "Se", "Sp", "mean steps", "s / image"], rows))
     print(

@@ -188,7 +188,7 @@ class TorchFastPredictor(_StepLoop):
         steps: default number of steps (``None``: the network's own); overridable per call.
         tol: default early-exit tolerance (max abs change of the probabilities between two steps).
         channels_last: run in the channels-last memory format (faster oneDNN convolutions and pooling on CPU).
-        jit: trace the step with TorchScript and freeze it (``torch.jit.freeze``); traced lazily per input rank.
+        jit: trace the step with TorchScript and freeze it (``torch.jit.freeze``), on the first call.
         copy_network: work on a deep copy, leaving ``network`` untouched (default); ``False`` converts in place.
         exit_stat: ``"max"`` (as :meth:`RecurrentUNet.forward_steps`) or ``"mean"`` absolute change for ``tol``.
         per_sample: early exit per batch item (sliding windows exit on their own) instead of per batch.
