@@ -5,35 +5,45 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["atomic_write", "atomic_torch_save", "atomic_json_dump", "load_state_dict_file"]
+__all__ = ["atomic_path", "atomic_write", "atomic_torch_save", "atomic_json_dump", "load_state_dict_file"]
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temp file beside ``path`` and rename it over ``path`` only on success.
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[str]:
+    """Yield a temp file path beside ``path``; on success it is renamed over ``path``, on error removed.
 
-    An interrupted or failing write leaves no partial file at ``path``.
+    An interrupted or failing write leaves no partial file at ``path`` (only the hidden temp file of a killed
+    process, ``.<stem>.*.tmp<suffix>``, which the runners clean up).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{suffix or path.suffix}", dir=path.parent
+    )
     os.close(fd)
     try:
-        write(tmp)
+        yield tmp
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise
-    return path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` on a temp file beside ``path`` and rename it over ``path`` only on success."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:

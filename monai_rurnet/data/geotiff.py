@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,8 @@ from monai.data import ImageReader, ImageWriter
 from monai.utils import ensure_tuple
 from rasterio.transform import Affine
 from rasterio.windows import Window
+
+from monai_rurnet.utils import atomic_path
 
 __all__ = [
     "RasterioReader",
@@ -160,17 +161,8 @@ def write_geotiff(
     if a.shape[1] >= 256 and a.shape[2] >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".tif", prefix=f".{path.stem}.", dir=path.parent)
-    os.close(fd)
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(a)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path, ".tif") as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(a)
     return str(path)
 
 
@@ -314,17 +306,8 @@ def create_like(
         profile.update(tiled=False)
         profile.pop("blockxsize", None)
         profile.pop("blockysize", None)
-    dst_path = Path(dst_path)
-    dst_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".tif", prefix=f".{dst_path.stem}.", dir=dst_path.parent)
-    os.close(fd)
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            yield dst
-        os.replace(tmp, dst_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(dst_path, ".tif") as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        yield dst
 
 
 def massroads_geotransform(

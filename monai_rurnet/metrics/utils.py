@@ -8,16 +8,15 @@ values are 0 (background) and 1 (foreground); labels in {0, 255}-coded image fil
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from monai_rurnet.utils import atomic_json_dump
 
 __all__ = ["IGNORE_VALUE", "apply_ignore", "apply_fov", "prepare_binary", "save_metrics_json", "to_python"]
 
@@ -110,16 +109,4 @@ def to_python(v: Any) -> Any:
 
 def save_metrics_json(metrics: Mapping[str, Any], path: str | os.PathLike) -> str:
     """Write ``metrics`` as indented JSON atomically (temp file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".json", prefix=f".{path.stem}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(to_python(metrics), f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return str(path)
+    return str(atomic_json_dump(to_python(metrics), path))
