@@ -139,6 +139,28 @@ def main() -> None:
         for s in sizes:
             flops[(m, s)] = count_flops(net, torch.randn(1, 3, *s))
 
+    headers = [
+        "threads",
+        "size",
+        "model",
+        "backend",
+        "median ms",
+        "fps",
+        "GFLOP",
+        "GFLOP/s",
+        "% ceiling",
+        "peak RSS MB",
+        "Δ RSS MB",
+    ]
+    ratio_headers = [
+        "threads",
+        "size",
+        f"{OURS} backend",
+        f"{OURS} ms",
+        f"/ {PEER} eager",
+        f"/ {PEER} best backend",
+        "FLOP ratio",
+    ]
     rows, ceil_rows, ratio_rows = [], [], []
     ceilings: dict[int, float] = {}
     for threads in args.threads:
@@ -169,6 +191,7 @@ def main() -> None:
                     times[k].append(time.perf_counter() - t0)
                     if peak_rss_mb() > peaks[k]:
                         peaks[k], base[k] = peak_rss_mb(), before
+            block_start, ratio_start = len(rows), len(ratio_rows)
             for (m, b), ts in times.items():
                 med = statistics.median(ts)
                 f = flops[(m, s)]
@@ -188,7 +211,6 @@ def main() -> None:
                         peaks[(m, b)] - base[(m, b)],
                     ]
                 )
-            print(f"[{threads} thread(s)] {s[0]}x{s[1]} done", flush=True)
             if OURS in args.models and PEER in args.models:
                 peer_eager = statistics.median(times[(PEER, "eager")]) if "eager" in args.backends else None
                 peer_best = min(statistics.median(times[(PEER, b)]) for b in args.backends)
@@ -205,44 +227,21 @@ def main() -> None:
                             flops[(OURS, s)] / flops[(PEER, s)],
                         ]
                     )
+            # print each block as soon as it is measured (long runs on a shared machine may be cut short)
+            print(f"\n[{threads} thread(s)] {s[0]}x{s[1]}\n")
+            print(table(headers, rows[block_start:]))
+            if len(ratio_rows) > ratio_start:
+                print()
+                print(table(ratio_headers, ratio_rows[ratio_start:]))
+            print(flush=True)
 
-    print("\n## Latency, throughput, FLOPs\n")
-    print(
-        table(
-            [
-                "threads",
-                "size",
-                "model",
-                "backend",
-                "median ms",
-                "fps",
-                "GFLOP",
-                "GFLOP/s",
-                "% ceiling",
-                "peak RSS MB",
-                "Δ RSS MB",
-            ],
-            rows,
-        )
-    )
+    print("\n## Latency, throughput, FLOPs (all blocks)\n")
+    print(table(headers, rows))
     print("\n## 3x3-conv ceiling (dense conv, no bias, batch 1)\n")
     print(table(["threads", "conv", "GFLOP/s"], ceil_rows))
     if ratio_rows:
         print(f"\n## {OURS} time / one {PEER} forward (same threads, size and run)\n")
-        print(
-            table(
-                [
-                    "threads",
-                    "size",
-                    f"{OURS} backend",
-                    f"{OURS} ms",
-                    f"/ {PEER} eager",
-                    f"/ {PEER} best backend",
-                    "FLOP ratio",
-                ],
-                ratio_rows,
-            )
-        )
+        print(table(ratio_headers, ratio_rows))
     print(
         "\nGFLOP counts multiply-adds as 2 FLOPs (torch.utils.flop_counter, convolutions only). "
         "peak RSS: process VmHWM during one call (reset before each call); Δ: over the RSS before the call."
