@@ -154,6 +154,10 @@ class _StepLoop:
         self.last_steps, self.last_steps_per_sample = max(used), used
         return result
 
+    def eval(self) -> _StepLoop:
+        """No-op (predictors are always in eval mode), so code written for modules can call it."""
+        return self
+
     def _pool(self, change: np.ndarray) -> float:
         return float(change.max() if self.exit_stat == "max" else change.mean())
 
