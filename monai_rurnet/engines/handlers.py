@@ -24,6 +24,13 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "monai_rurnet.checkpoint/1"
+
+
+def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    """The plain network inside ``DistributedDataParallel``/``DataParallel`` (saved weights carry no prefix)."""
+    return getattr(network, "module", network)
+
+
 logger = logging.getLogger(__name__)
 
 
@@ -100,7 +107,7 @@ class ResumableCheckpoint:
     def state(self, engine: Engine) -> dict[str, Any]:
         state: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
-            "network": self.network.state_dict(),
+            "network": _unwrap(self.network).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "epoch": engine.state.epoch,
             "iteration": engine.state.iteration,
@@ -132,7 +139,7 @@ class ResumableCheckpoint:
             raise ValueError(
                 f"{self.path}: not a monai_rurnet training checkpoint; move it away to start afresh."
             )
-        self.network.load_state_dict(ckpt["network"])
+        _unwrap(self.network).load_state_dict(ckpt["network"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.lr_scheduler is not None and "lr_scheduler" in ckpt:
             self.lr_scheduler.load_state_dict(ckpt["lr_scheduler"])
@@ -164,7 +171,7 @@ class BestModelSaver:
         best_epoch = getattr(engine.state, "best_metric_epoch", -1)
         trainer_epoch = engine.state.epoch
         if best_epoch == trainer_epoch and best_epoch != self._last_saved_epoch:
-            atomic_torch_save(self.network.state_dict(), self.path)
+            atomic_torch_save(_unwrap(self.network).state_dict(), self.path)
             self._last_saved_epoch = best_epoch
             logger.info(
                 f"Saved best model ({engine.state.best_metric:.4f} at epoch {best_epoch}) to {self.path}."

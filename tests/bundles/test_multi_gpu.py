@@ -1,0 +1,35 @@
+"""multi_gpu_train: torchrun + DDP + DistributedSampler runs on a CPU-only machine with the gloo backend."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monai_rurnet.networks import build_network
+from monai_rurnet.utils import load_state_dict_file
+from tests.reliability.test_interrupts import ENV, NETWORK_ARGS, ROOT, _train_cmd, _write_drive
+
+MULTI = (
+    f"['{ROOT / 'configs' / 'train_base.json'}','{ROOT / 'bundles' / 'retina_drive' / 'configs' / 'train.json'}',"
+    + (
+        f"'{ROOT / 'configs' / 'multi_gpu_train_base.json'}','{ROOT / 'bundles' / 'retina_drive' / 'configs' / 'multi_gpu_train.json'}']"
+    )
+)
+
+
+@pytest.mark.timeout(300)
+def test_two_process_gloo_training(tmp_path: Path):
+    data = _write_drive(tmp_path / "DRIVE")
+    cmd = _train_cmd(data, tmp_path / "work", max_epochs=2, val_interval=1)
+    cmd[cmd.index("--config_file") + 1] = MULTI
+    cmd[cmd.index("--train_ids") + 1] = "[21, 22]"
+    cmd[cmd.index("--val_ids") + 1] = "[23, 24]"  # the validation sampler splits images over the 2 ranks
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.run(torchrun + cmd[1:], env=ENV, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Epoch[2] Metrics" in proc.stderr + proc.stdout
+    # rank 0 writes weights without the DistributedDataParallel "module." prefix
+    load_state_dict_file(tmp_path / "work" / "models" / "model.pt", build_network("dru", **NETWORK_ARGS))
