@@ -26,12 +26,19 @@ __all__ = [
 CHECKPOINT_FORMAT = "monai_rurnet.checkpoint/1"
 
 
+def _logger() -> logging.Logger:
+    """This module's logger, re-enabled: ``logging.config.fileConfig`` (a bundle's logging.conf) disables the
+    loggers that exist when it runs."""
+    log = logging.getLogger(__name__)
+    log.disabled = False
+    return log
+
+
 def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
     """The plain network inside ``DistributedDataParallel``/``DataParallel`` (saved weights carry no prefix)."""
     return getattr(network, "module", network)
 
 
-logger = logging.getLogger(__name__)
 
 
 class GradientClipHandler:
@@ -148,7 +155,7 @@ class ResumableCheckpoint:
         if self.evaluator is not None and "best_metric" in ckpt:
             self.evaluator.state.best_metric = ckpt["best_metric"]
             self.evaluator.state.best_metric_epoch = ckpt["best_metric_epoch"]
-        logger.info(
+        _logger().info(
             f"Resumed from {self.path} at epoch {engine.state.epoch}, iteration {engine.state.iteration}."
         )
 
@@ -173,7 +180,7 @@ class BestModelSaver:
         if best_epoch == trainer_epoch and best_epoch != self._last_saved_epoch:
             atomic_torch_save(_unwrap(self.network).state_dict(), self.path)
             self._last_saved_epoch = best_epoch
-            logger.info(
+            _logger().info(
                 f"Saved best model ({engine.state.best_metric:.4f} at epoch {best_epoch}) to {self.path}."
             )
 
