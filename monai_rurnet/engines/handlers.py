@@ -39,8 +39,6 @@ def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
     return getattr(network, "module", network)
 
 
-
-
 class GradientClipHandler:
     """Clip the gradient norm to ``max_norm`` between backward and optimizer step (paper: 10)."""
 
