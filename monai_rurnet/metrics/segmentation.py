@@ -55,6 +55,20 @@ def paper_metrics_from_confusion(cm: np.ndarray) -> dict[str, float]:
     return out
 
 
+def confusion_counts(
+    prob: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """Per-image ``[tn, fp, fn, tp]`` (``(B, 4)``, double) at ``threshold``; ``target`` is already False where
+    ``valid`` is (see :func:`prepare_binary`)."""
+    pred = prob >= threshold
+    dims = tuple(range(1, pred.ndim))
+    tn = (~pred & ~target & valid).sum(dims)
+    fp = (pred & ~target & valid).sum(dims)
+    fn = (~pred & target).sum(dims)
+    tp = (pred & target).sum(dims)
+    return torch.stack([tn, fp, fn, tp], 1).double()
+
+
 class _PooledMetric(CumulativeIterationMetric):
     default_name: str | None = None
 
@@ -95,13 +109,7 @@ class PaperSegMetrics(_PooledMetric):
         self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any
     ) -> torch.Tensor:
         prob, target, valid = prepare_binary(y_pred, y, kwargs.get("valid"), kwargs.get("ignore"))
-        pred = prob >= self.threshold
-        dims = tuple(range(1, pred.ndim))
-        tn = (~pred & ~target & valid).sum(dims)
-        fp = (pred & ~target & valid).sum(dims)
-        fn = (~pred & target).sum(dims)
-        tp = (pred & target).sum(dims)
-        return torch.stack([tn, fp, fn, tp], 1).double()
+        return confusion_counts(prob, target, valid, self.threshold)
 
     def aggregate(self, metric_name: str | None = None, reduction: Any = None) -> Any:  # type: ignore[override]
         tn, fp, fn, tp = self._totals()
@@ -215,13 +223,7 @@ class VesselMetrics(_PooledMetric):
         self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any
     ) -> torch.Tensor:
         prob, target, valid = prepare_binary(y_pred, y, kwargs.get("valid"), kwargs.get("ignore"))
-        pred = prob >= self.threshold
-        dims = tuple(range(1, pred.ndim))
-        tn = (~pred & ~target & valid).sum(dims)
-        fp = (pred & ~target & valid).sum(dims)
-        fn = (~pred & target).sum(dims)
-        tp = (pred & target).sum(dims)
-        counts = torch.stack([tn, fp, fn, tp], 1).double()
+        counts = confusion_counts(prob, target, valid, self.threshold)
         return torch.cat([counts, _histograms(prob, target, valid, self.num_bins).flatten(1)], 1)
 
     def aggregate(self, metric_name: str | None = None, reduction: Any = None) -> Any:  # type: ignore[override]
