@@ -14,7 +14,6 @@ are computed once per window they touch (about ``roi / window`` extra work, ~12%
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -94,7 +93,6 @@ def segment_raster(
     threshold: float = 0.5,
     foreground: int = 1,
     window: int = 2048,
-    margin: int | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     void_value: float | None = 255,
@@ -117,8 +115,8 @@ def segment_raster(
         threshold: on the foreground probability for ``_seg.tif`` (0 or 255).
         foreground: class index written (softmax), or the single channel (sigmoid) when ``K == 1``.
         window: output window size in px; peak memory grows with ``(window + roi_size)^2``.
-        margin: accepted for compatibility; not needed (context comes from the overlapping patches of the
-            global grid, up to ``roi_size`` px around each window).
+        (No margin is needed: each window's context comes from the overlapping patches of the global grid,
+        up to ``roi_size`` px around it.)
         mean, std: per-channel normalisation after scaling to [0, 1] (ImageNet, as in training).
         void_value: input pixels with every band equal to it (white, 255) are void: probability 0.
         steps, tol: anytime inference of a recurrent network (see :class:`RecurrentPredictor`).
@@ -127,7 +125,6 @@ def segment_raster(
 
     Returns the output paths. Outputs are written to temp files and renamed at the end (``_seg.tif`` last).
     """
-    del margin
     src_path, out_dir = Path(src_path), Path(out_dir)
     roi = (roi_size, roi_size) if isinstance(roi_size, int) else tuple(int(r) for r in roi_size)
     if any(r % 16 for r in roi):
@@ -172,12 +169,7 @@ def segment_raster(
                     dst_seg.write(((prob >= threshold).astype(np.uint8) * 255)[None], window=w)
                     if dst_prob is not None:
                         dst_prob.write(prob[None], window=w)
-    umask = os.umask(0)
-    os.umask(umask)
-    outputs = [seg_path, prob_path] if write_prob else [seg_path]
-    for p in outputs:  # temp files are created 0600; give the outputs the usual permissions
-        os.chmod(p, 0o666 & ~umask)
-    return outputs
+    return [seg_path, prob_path] if write_prob else [seg_path]
 
 
 def _predict_window(
