@@ -1,5 +1,6 @@
 """Transforms shared by the pipelines (input checks, intensity range)."""
 
+from monai_rurnet.transforms.appearance import RandHueSaturationd, RandJPEGd
 from monai_rurnet.transforms.fov import DRIVE_FOV_DIAMETER, FOVRescaler, fov_width
 from monai_rurnet.transforms.intensity import (
     EnsureChannelsd,
@@ -9,6 +10,8 @@ from monai_rurnet.transforms.intensity import (
 )
 
 __all__ = [
+    "RandHueSaturationd",
+    "RandJPEGd",
     "DRIVE_FOV_DIAMETER",
     "FOVRescaler",
     "fov_width",

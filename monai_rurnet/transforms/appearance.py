@@ -1,0 +1,135 @@
+"""Camera-appearance augmentations: hue/saturation shifts and JPEG compression artefacts.
+
+Both act on a channel-first RGB image with intensities in ``[0, 1]`` (after ``ScaleIntensityRanged``) and
+return a float tensor of the same shape; they are meant to run before any standardisation.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, RandomizableTransform
+from PIL import Image as PILImage
+
+__all__ = ["RandHueSaturationd", "RandJPEGd"]
+
+# RGB <-> YIQ (NTSC): Y carries luminance, the I/Q plane carries chroma; a rotation of that plane shifts hue
+# and a scaling of it changes saturation, leaving luminance alone.
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
+
+
+def _as_float_tensor(img) -> torch.Tensor:
+    return img if isinstance(img, torch.Tensor) else torch.as_tensor(np.asarray(img))
+
+
+def _check_rgb(img: torch.Tensor, key: Hashable, what: str) -> None:
+    if img.dim() != 3 or img.shape[0] != 3:
+        raise ValueError(
+            f"{what}: '{key}' must be a channel-first RGB image (3, H, W), got {tuple(img.shape)}."
+        )
+
+
+class RandHueSaturationd(RandomizableTransform, MapTransform):
+    """Randomly rotate hue by up to ``hue`` radians and scale saturation by a factor in ``saturation``.
+
+    Implemented as one 3x3 colour matrix (RGB -> YIQ, rotate/scale the chroma plane, back), so luminance is
+    kept; the result is clipped to ``[0, 1]``.
+
+    Args:
+        keys: image keys, each ``(3, H, W)`` in ``[0, 1]``.
+        prob: probability of applying the shift.
+        hue: maximum absolute hue rotation in radians.
+        saturation: ``(min, max)`` saturation factor.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        prob: float = 0.1,
+        hue: float = 0.3,
+        saturation: Sequence[float] = (0.6, 1.4),
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.hue = float(hue)
+        self.saturation = (float(saturation[0]), float(saturation[1]))
+        self._matrix = torch.eye(3)
+
+    def randomize(self, data=None) -> None:
+        super().randomize(None)
+        if not self._do_transform:
+            return
+        theta = self.R.uniform(-self.hue, self.hue)
+        s = self.R.uniform(*self.saturation)
+        c, n = s * math.cos(theta), s * math.sin(theta)
+        chroma = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -n], [0.0, n, c]])
+        self._matrix = _YIQ2RGB @ chroma @ _RGB2YIQ
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            img = _as_float_tensor(d[key])
+            _check_rgb(img, key, type(self).__name__)
+            img = img.float()
+            out = torch.einsum("ij,jhw->ihw", self._matrix.to(img.device), img).clamp_(0.0, 1.0)
+            d[key] = img.detach().clone().copy_(out)
+        return d
+
+
+class RandJPEGd(RandomizableTransform, MapTransform):
+    """Randomly JPEG-compress an image at a quality drawn from ``quality`` (as saving to JPEG would).
+
+    Args:
+        keys: image keys, each ``(3, H, W)`` or ``(1, H, W)`` in ``[0, 1]``.
+        prob: probability of applying the compression.
+        quality: ``(min, max)`` JPEG quality (1..95).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        prob: float = 0.1,
+        quality: Sequence[int] = (20, 90),
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        lo, hi = int(quality[0]), int(quality[1])
+        if not 1 <= lo <= hi <= 95:
+            raise ValueError(f"RandJPEGd: quality range must satisfy 1 <= min <= max <= 95, got {quality}.")
+        self.quality = (lo, hi)
+        self._q = hi
+
+    def randomize(self, data=None) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            self._q = int(self.R.randint(self.quality[0], self.quality[1] + 1))
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            img = _as_float_tensor(d[key])
+            if img.dim() != 3 or img.shape[0] not in (1, 3):
+                raise ValueError(f"RandJPEGd: '{key}' must be (1|3, H, W), got {tuple(img.shape)}.")
+            arr = (img.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+            pil = PILImage.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
+            buf = io.BytesIO()
+            pil.save(buf, format="JPEG", quality=self._q)
+            buf.seek(0)
+            back = np.asarray(PILImage.open(buf).convert(pil.mode), dtype=np.float32) / 255.0
+            back = back[None] if back.ndim == 2 else back.transpose(2, 0, 1)
+            d[key] = img.float().detach().clone().copy_(torch.from_numpy(np.ascontiguousarray(back)))
+        return d
