@@ -1,7 +1,7 @@
 """Anytime inference on DRIVE: accuracy vs time for fixed steps and adaptive early exit.
 
-For the trained DRU(4) weights (``bundles/retina_drive/models/model.pt``, else ``/work/runs/dru4/models/model.pt``)
-on the held-out DRIVE training images 37-40 (preprocessed by ``validate#preprocessing`` of
+For DRU(4) weights trained *without* images 37-40 (``--weights``; the shipped bundle weights are trained on all 20
+DRIVE training images, so they cannot be scored here), on the held-out DRIVE training images 37-40 (preprocessed by ``validate#preprocessing`` of
 ``bundles/retina_drive/configs/train.json``), runs the bundle's sliding-window inference (roi 96x96, overlap
 0.25, gaussian) with ``steps = 1, 2, 3`` and with early exit at ``tol`` in {0.05, 0.02, 0.01} (up to 3 steps),
 plus the mean-change rule of :func:`monai_rurnet.inferers.optimize_for_inference` (tol 0.01 .. 0.001; early
@@ -10,7 +10,7 @@ the mean number of steps used (per window batch, weighted by windows) and second
 
 Usage::
 
-    python benchmarks/anytime_drive.py [--backend torch|onnxruntime|eager] [--threads 2] [--roi 96]
+    python benchmarks/anytime_drive.py --weights /work/runs/dru4_robust/models/model.pt [--backend torch|onnxruntime|eager] [--threads 2] [--roi 96]
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from monai_rurnet.networks import build_network
 from monai_rurnet.utils import load_state_dict_file
 
 ROOT = Path(__file__).resolve().parents[1]
-WEIGHTS = [ROOT / "bundles/retina_drive/models/model.pt", Path("/work/runs/dru4/models/model.pt")]
 
 
 class _Counting:
@@ -69,7 +68,7 @@ class _Eager:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="/work/shared/data/DRIVE")
-    p.add_argument("--weights", default=None, help="state_dict of DRU(4) (default: bundle, then /work/runs)")
+    p.add_argument("--weights", required=True, help="state_dict of a DRU(4) trained without the --ids images")
     p.add_argument("--ids", nargs="+", type=int, default=[37, 38, 39, 40])
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "eager"])
     p.add_argument("--threads", type=int, default=2)
@@ -79,9 +78,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    weights = Path(args.weights) if args.weights else next((w for w in WEIGHTS if w.is_file()), None)
-    if weights is None:
-        sys.exit(f"no trained weights found in {[str(w) for w in WEIGHTS]}; pass --weights")
+    weights = Path(args.weights)
+    if not weights.is_file():
+        sys.exit(f"{weights}: weights file not found")
     net = build_network("dru", spatial_dims=2, in_channels=3, out_channels=2, level=4, steps=3)
     load_state_dict_file(weights, net)
     net.eval()
