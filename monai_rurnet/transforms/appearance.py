@@ -35,7 +35,23 @@ def _check_rgb(img: torch.Tensor, key: Hashable, what: str) -> None:
         )
 
 
-class RandHueSaturationd(RandomizableTransform, MapTransform):
+class _RandImageTransformd(RandomizableTransform, MapTransform):
+    """Draws the random parameters once per call, then applies :meth:`_apply` to every key."""
+
+    def _apply(self, img: torch.Tensor, key: Hashable) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        self.randomize()
+        if self._do_transform:
+            for key in self.key_iterator(d):
+                img = _as_float_tensor(d[key])
+                d[key] = img.float().detach().clone().copy_(self._apply(img, key))
+        return d
+
+
+class RandHueSaturationd(_RandImageTransformd):
     """Randomly rotate hue by up to ``hue`` radians and scale saturation by a factor in ``saturation``.
 
     Implemented as one 3x3 colour matrix (RGB -> YIQ, rotate/scale the chroma plane, back), so luminance is
@@ -72,21 +88,12 @@ class RandHueSaturationd(RandomizableTransform, MapTransform):
         chroma = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -n], [0.0, n, c]])
         self._matrix = _YIQ2RGB @ chroma @ _RGB2YIQ
 
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            img = _as_float_tensor(d[key])
-            _check_rgb(img, key, type(self).__name__)
-            img = img.float()
-            out = torch.einsum("ij,jhw->ihw", self._matrix.to(img.device), img).clamp_(0.0, 1.0)
-            d[key] = img.detach().clone().copy_(out)
-        return d
+    def _apply(self, img: torch.Tensor, key: Hashable) -> torch.Tensor:
+        _check_rgb(img, key, type(self).__name__)
+        return torch.einsum("ij,jhw->ihw", self._matrix.to(img.device), img.float()).clamp_(0.0, 1.0)
 
 
-class RandJPEGd(RandomizableTransform, MapTransform):
+class RandJPEGd(_RandImageTransformd):
     """Randomly JPEG-compress an image at a quality drawn from ``quality`` (as saving to JPEG would).
 
     Args:
@@ -115,21 +122,14 @@ class RandJPEGd(RandomizableTransform, MapTransform):
         if self._do_transform:
             self._q = int(self.R.randint(self.quality[0], self.quality[1] + 1))
 
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            img = _as_float_tensor(d[key])
-            if img.dim() != 3 or img.shape[0] not in (1, 3):
-                raise ValueError(f"RandJPEGd: '{key}' must be (1|3, H, W), got {tuple(img.shape)}.")
-            arr = (img.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
-            pil = PILImage.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
-            buf = io.BytesIO()
-            pil.save(buf, format="JPEG", quality=self._q)
-            buf.seek(0)
-            back = np.asarray(PILImage.open(buf).convert(pil.mode), dtype=np.float32) / 255.0
-            back = back[None] if back.ndim == 2 else back.transpose(2, 0, 1)
-            d[key] = img.float().detach().clone().copy_(torch.from_numpy(np.ascontiguousarray(back)))
-        return d
+    def _apply(self, img: torch.Tensor, key: Hashable) -> torch.Tensor:
+        if img.dim() != 3 or img.shape[0] not in (1, 3):
+            raise ValueError(f"RandJPEGd: '{key}' must be (1|3, H, W), got {tuple(img.shape)}.")
+        arr = (img.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+        pil = PILImage.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
+        buf = io.BytesIO()
+        pil.save(buf, format="JPEG", quality=self._q)
+        buf.seek(0)
+        back = np.asarray(PILImage.open(buf).convert(pil.mode), dtype=np.float32) / 255.0
+        back = back[None] if back.ndim == 2 else back.transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(back))
