@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
+from monai.utils import convert_to_dst_type
 from PIL import Image as PILImage
 
 __all__ = ["RandHueSaturationd", "RandJPEGd"]
@@ -24,19 +25,13 @@ _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211,
 _YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
 
 
-def _as_float_tensor(img) -> torch.Tensor:
-    return img if isinstance(img, torch.Tensor) else torch.as_tensor(np.asarray(img))
-
-
-def _check_rgb(img: torch.Tensor, key: Hashable, what: str) -> None:
-    if img.dim() != 3 or img.shape[0] != 3:
-        raise ValueError(
-            f"{what}: '{key}' must be a channel-first RGB image (3, H, W), got {tuple(img.shape)}."
-        )
-
-
 class _RandImageTransformd(RandomizableTransform, MapTransform):
-    """Draws the random parameters once per call, then applies :meth:`_apply` to every key."""
+    """Draws the random parameters once per call, then applies :meth:`_apply` to every key; the result is a
+    float32 tensor of the input's type (a ``MetaTensor`` keeps its metadata)."""
+
+    def __init__(self, keys: KeysCollection, prob: float, allow_missing_keys: bool) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
 
     def _apply(self, img: torch.Tensor, key: Hashable) -> torch.Tensor:
         raise NotImplementedError
@@ -46,8 +41,8 @@ class _RandImageTransformd(RandomizableTransform, MapTransform):
         self.randomize()
         if self._do_transform:
             for key in self.key_iterator(d):
-                img = _as_float_tensor(d[key])
-                d[key] = img.float().detach().clone().copy_(self._apply(img, key))
+                img = d[key] if isinstance(d[key], torch.Tensor) else torch.as_tensor(np.asarray(d[key]))
+                d[key] = convert_to_dst_type(self._apply(img, key), dst=img, dtype=torch.float32)[0]
         return d
 
 
@@ -72,8 +67,7 @@ class RandHueSaturationd(_RandImageTransformd):
         saturation: Sequence[float] = (0.6, 1.4),
         allow_missing_keys: bool = False,
     ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob, allow_missing_keys)
         self.hue = float(hue)
         self.saturation = (float(saturation[0]), float(saturation[1]))
         self._matrix = torch.eye(3)
@@ -89,7 +83,10 @@ class RandHueSaturationd(_RandImageTransformd):
         self._matrix = _YIQ2RGB @ chroma @ _RGB2YIQ
 
     def _apply(self, img: torch.Tensor, key: Hashable) -> torch.Tensor:
-        _check_rgb(img, key, type(self).__name__)
+        if img.dim() != 3 or img.shape[0] != 3:
+            raise ValueError(
+                f"RandHueSaturationd: '{key}' must be a channel-first RGB image (3, H, W), got {tuple(img.shape)}."
+            )
         return torch.einsum("ij,jhw->ihw", self._matrix.to(img.device), img.float()).clamp_(0.0, 1.0)
 
 
@@ -109,8 +106,7 @@ class RandJPEGd(_RandImageTransformd):
         quality: Sequence[int] = (20, 90),
         allow_missing_keys: bool = False,
     ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob, allow_missing_keys)
         lo, hi = int(quality[0]), int(quality[1])
         if not 1 <= lo <= hi <= 95:
             raise ValueError(f"RandJPEGd: quality range must satisfy 1 <= min <= max <= 95, got {quality}.")
