@@ -10,10 +10,16 @@ Backends: ``eager`` (``net.eval()`` under ``torch.inference_mode``, NCHW), ``fas
 (:func:`monai_rurnet.inferers.optimize_for_inference`: channels-last), ``jit`` (fast + frozen TorchScript step,
 optional) and ``onnxruntime`` (:class:`monai_rurnet.inferers.OnnxRuntimePredictor`, CPU EP).
 
+Allocator: the fast backends keep freed memory for reuse (:func:`monai_rurnet.inferers.reuse_freed_memory`,
+process-wide). With ``--allocator reuse`` (default) it is switched on before anything is measured, so the
+baselines, eager runs and the conv ceiling get it too (a strict comparison); ``--allocator default`` keeps
+glibc's stock ``malloc`` for every model and backend.
+
 Usage::
 
     python benchmarks/speed.py --quick                      # smoke run (tiny inputs, 1 thread)
     python benchmarks/speed.py | tee benchmarks/results/speed.txt
+    python benchmarks/speed.py --allocator default      # stock malloc everywhere
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from _common import current_rss_mb, environment, peak_rss_mb, reset_peak_rss, ta
 from monai.networks.nets import UNet
 from torch.utils.flop_counter import FlopCounterMode
 
+from monai_rurnet.inferers import freed_memory_reused, reuse_freed_memory
 from monai_rurnet.inferers.fast import OnnxRuntimePredictor, export_step_onnx, optimize_for_inference
 from monai_rurnet.networks import build_network
 
@@ -84,7 +91,9 @@ def conv_ceiling(threads: int, repeats: int, quick: bool) -> tuple[float, str, l
     return best, best_name, rows
 
 
-def make_runner(name: str, backend: str, net: torch.nn.Module, onnx_path: Path | None, threads: int):
+def make_runner(
+    name: str, backend: str, net: torch.nn.Module, onnx_path: Path | None, threads: int, reuse: bool
+):
     if backend == "eager":
 
         def run(x: torch.Tensor) -> torch.Tensor:
@@ -93,11 +102,11 @@ def make_runner(name: str, backend: str, net: torch.nn.Module, onnx_path: Path |
 
         return run
     if backend == "fast":
-        return optimize_for_inference(net)
+        return optimize_for_inference(net, reuse_memory=reuse)
     if backend == "jit":
-        return optimize_for_inference(net, jit=True)
+        return optimize_for_inference(net, jit=True, reuse_memory=reuse)
     if backend == "onnxruntime":
-        return OnnxRuntimePredictor(onnx_path, intra_op_threads=threads)
+        return OnnxRuntimePredictor(onnx_path, intra_op_threads=threads, reuse_memory=reuse)
     raise ValueError(f"unknown backend {backend}")
 
 
@@ -109,8 +118,19 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--backends", nargs="+", default=["eager", "fast", "onnxruntime"])
+    p.add_argument(
+        "--allocator",
+        choices=["reuse", "default"],
+        default="reuse",
+        help="reuse: keep freed memory for reuse (monai_rurnet.inferers.reuse_freed_memory, as the fast "
+        "backends do) from the start, so every model and backend runs with it; default: glibc's stock "
+        "malloc for all (the fast backends are built with reuse_memory=False)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: small inputs, 1 thread, 2 repeats")
     args = p.parse_args()
+    reuse = args.allocator == "reuse"
+    if reuse:
+        reuse_freed_memory()
     if args.quick:
         args.sizes, args.threads, args.repeats = ["64x96", "128x128"], [1], 2
     sizes = [parse_size(s) for s in args.sizes]
@@ -120,7 +140,7 @@ def main() -> None:
     print(f"command: python {' '.join(sys.argv)}")
     print(
         f"batch 1, float32, repeats {args.repeats} (median, round-robin over models/backends), "
-        f"warm-up {args.warmup}\n"
+        f"warm-up {args.warmup}; allocator: {args.allocator} (freed memory reused: {freed_memory_reused()})\n"
     )
     torch.manual_seed(0)
     nets = {m: MODELS[m]().eval() for m in args.models}
@@ -170,7 +190,7 @@ def main() -> None:
         print(f"[{threads} thread(s)] 3x3-conv ceiling: {best:.1f} GFLOP/s ({best_name})", flush=True)
         torch.set_num_threads(threads)
         runners = {
-            (m, b): make_runner(m, b, nets[m], onnx_paths.get(m), threads)
+            (m, b): make_runner(m, b, nets[m], onnx_paths.get(m), threads, reuse)
             for m in args.models
             for b in args.backends
         }

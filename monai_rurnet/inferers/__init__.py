@@ -31,6 +31,7 @@ from monai_rurnet.inferers.geotiff_runner import (
 )
 
 __all__ += ["GEO_SUFFIXES", "GeoTiffOutputs", "GeoTiffSegmentationRunner", "segment_raster"]
+from monai_rurnet.inferers.memory import freed_memory_reused, reuse_freed_memory  # noqa: E402
 from monai_rurnet.inferers.fast import (  # noqa: E402
     FastInferer,
     OnnxRuntimePredictor,
@@ -45,4 +46,6 @@ __all__ += [
     "TorchFastPredictor",
     "export_step_onnx",
     "optimize_for_inference",
+    "reuse_freed_memory",
+    "freed_memory_reused",
 ]

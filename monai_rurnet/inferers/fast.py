@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 from monai.inferers import Inferer
 
+from monai_rurnet.inferers.memory import reuse_freed_memory
 from monai_rurnet.networks.rurnet import RecurrentUNet, check_spatial_size
 
 __all__ = [
@@ -196,6 +197,9 @@ class TorchFastPredictor(_StepLoop):
         copy_network: work on a deep copy, leaving ``network`` untouched (default); ``False`` converts in place.
         exit_stat: ``"max"`` (as :meth:`RecurrentUNet.forward_steps`) or ``"mean"`` absolute change for ``tol``.
         per_sample: early exit per batch item (sliding windows exit on their own) instead of per batch.
+        reuse_memory: let freed tensors' memory be reused by the next layer, step and call instead of being
+            page-faulted in afresh (:func:`~monai_rurnet.inferers.memory.reuse_freed_memory`, process-wide,
+            glibc only; 25-40% faster at 576x576 and above on a 2-core CPU).
     """
 
     def __init__(
@@ -208,8 +212,11 @@ class TorchFastPredictor(_StepLoop):
         copy_network: bool = True,
         exit_stat: str = "max",
         per_sample: bool = True,
+        reuse_memory: bool = True,
     ) -> None:
         super().__init__(exit_stat, per_sample)
+        if reuse_memory:
+            reuse_freed_memory()
         net = copy.deepcopy(network) if copy_network else network
         net = net.eval()
         for p in net.parameters():
@@ -288,6 +295,7 @@ def optimize_for_inference(
     copy_network: bool = True,
     exit_stat: str = "max",
     per_sample: bool = True,
+    reuse_memory: bool = True,
 ) -> TorchFastPredictor:
     """Return a fast eval-mode callable for ``network`` (see :class:`TorchFastPredictor`).
 
@@ -298,7 +306,28 @@ def optimize_for_inference(
         logits = fast(x, steps=1)                    # anytime
         sliding_window_inference(img, (96, 96), 16, fast)
     """
-    return TorchFastPredictor(network, steps, tol, channels_last, jit, copy_network, exit_stat, per_sample)
+    return TorchFastPredictor(
+        network, steps, tol, channels_last, jit, copy_network, exit_stat, per_sample, reuse_memory
+    )
+
+
+_INSTANCE_NORMS = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
+
+
+def _instance_norms_for_export(module: nn.Module, spatial_dims: int) -> None:
+    """Replace, in place, every ``GroupNorm`` with one channel per group by the equivalent affine
+    ``InstanceNorm``: the exporter writes GroupNorm as Reshape -> InstanceNormalization -> Reshape -> Mul -> Add,
+    the instance norm as one InstanceNormalization node (about 20% less ONNX Runtime time for DRU(4) at 576x576,
+    whose full-resolution levels have 8 channels in 8 groups). Exact in eval mode."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.GroupNorm) and child.num_groups == child.num_channels and child.affine:
+            norm = _INSTANCE_NORMS[spatial_dims](child.num_channels, eps=child.eps, affine=True)
+            with torch.no_grad():
+                norm.weight.copy_(child.weight)
+                norm.bias.copy_(child.bias)
+            setattr(module, name, norm)
+        else:
+            _instance_norms_for_export(child, spatial_dims)
 
 
 def export_step_onnx(
@@ -311,7 +340,8 @@ def export_step_onnx(
 
     A :class:`RecurrentUNet` is exported as one step with inputs ``x, mask, h`` and outputs ``logits, h_new``;
     other modules as ``x -> logits``. Batch and spatial axes are dynamic; the recurrence settings are stored
-    in the model's metadata (key ``monai_rurnet``).
+    in the model's metadata (key ``monai_rurnet``). GroupNorms with one channel per group are written as
+    instance norms (the same function, fewer nodes).
     """
     import onnx
 
@@ -325,6 +355,7 @@ def export_step_onnx(
         first = next(m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d)))
         in_ch, dims = first.in_channels, first.weight.dim() - 2
     size = tuple(example_size) if example_size is not None else (int(info.get("divisor", 16)) * 2,) * dims
+    _instance_norms_for_export(net, dims)
     x = torch.randn(1, in_ch, *size)
     spatial = {i + 2: f"s{i}" for i in range(dims)}
     state_spatial = {i + 2: f"hs{i}" for i in range(dims)}
@@ -379,6 +410,8 @@ class OnnxRuntimePredictor(_StepLoop):
         opset: ONNX opset of the export (>= 17).
         providers: ONNX Runtime execution providers.
         exit_stat, per_sample: early-exit options, see :class:`TorchFastPredictor`.
+        reuse_memory: see :class:`TorchFastPredictor` (ONNX Runtime's own arena already reuses its buffers; this
+            covers the step loop's inputs and outputs).
 
     Outputs match PyTorch to about ``1e-5`` (float32); inputs/outputs are ``torch`` tensors on the input's
     device (computation runs on the CPU).
@@ -395,8 +428,11 @@ class OnnxRuntimePredictor(_StepLoop):
         providers: Sequence[str] = ("CPUExecutionProvider",),
         exit_stat: str = "max",
         per_sample: bool = True,
+        reuse_memory: bool = True,
     ) -> None:
         super().__init__(exit_stat, per_sample)
+        if reuse_memory:
+            reuse_freed_memory()
         import onnx
         import onnxruntime as ort
 
@@ -477,6 +513,7 @@ class FastInferer(Inferer):
         channels_last, jit: options of the torch backend.
         intra_op_threads, onnx_path: options of the ONNX Runtime backend.
         exit_stat, per_sample: early-exit options, see :class:`TorchFastPredictor`.
+        reuse_memory: keep freed memory for reuse (process-wide), see :class:`TorchFastPredictor`.
     """
 
     def __init__(
@@ -491,6 +528,7 @@ class FastInferer(Inferer):
         onnx_path: str | os.PathLike | None = None,
         exit_stat: str = "max",
         per_sample: bool = True,
+        reuse_memory: bool = True,
     ) -> None:
         super().__init__()
         backend = str(backend).lower().replace("_", "")
@@ -506,6 +544,7 @@ class FastInferer(Inferer):
         self.onnx_path = onnx_path
         self.exit_stat = exit_stat
         self.per_sample = per_sample
+        self.reuse_memory = reuse_memory
         self.last_steps = 0
         self._key: tuple | None = None
         self._predictor: Any = None
@@ -529,6 +568,7 @@ class FastInferer(Inferer):
                     self.jit,
                     exit_stat=self.exit_stat,
                     per_sample=self.per_sample,
+                    reuse_memory=self.reuse_memory,
                 )
             else:
                 self._predictor = OnnxRuntimePredictor(
@@ -539,6 +579,7 @@ class FastInferer(Inferer):
                     self.onnx_path,
                     exit_stat=self.exit_stat,
                     per_sample=self.per_sample,
+                    reuse_memory=self.reuse_memory,
                 )
             self._key = key
         return self._predictor
