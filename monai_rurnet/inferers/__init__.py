@@ -31,7 +31,6 @@ from monai_rurnet.inferers.geotiff_runner import (
 )
 
 __all__ += ["GEO_SUFFIXES", "GeoTiffOutputs", "GeoTiffSegmentationRunner", "segment_raster"]
-from monai_rurnet.inferers.memory import freed_memory_reused, reuse_freed_memory  # noqa: E402
 from monai_rurnet.inferers.fast import (  # noqa: E402
     FastInferer,
     OnnxRuntimePredictor,
@@ -39,6 +38,7 @@ from monai_rurnet.inferers.fast import (  # noqa: E402
     export_step_onnx,
     optimize_for_inference,
 )
+from monai_rurnet.inferers.memory import freed_memory_reused, reuse_freed_memory  # noqa: E402
 
 __all__ += [
     "FastInferer",
