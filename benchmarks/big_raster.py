@@ -76,6 +76,12 @@ def main() -> None:
     p.add_argument("--sw_batch_size", type=int, default=4)
     p.add_argument("--overlap", type=float, default=0.25)
     p.add_argument("--weights", default=None, help="DRU(4) state_dict (default: random init; timing only)")
+    p.add_argument(
+        "--allocator",
+        choices=["reuse", "default"],
+        default="reuse",
+        help="reuse: the fast backends keep freed memory for reuse (their default); default: stock malloc",
+    )
     p.add_argument("--keep", default=None, help="folder to keep the rasters in (default: a temp folder)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -95,10 +101,11 @@ def main() -> None:
     ).eval()
     if args.weights:
         load_state_dict_file(args.weights, net)
+    reuse = args.allocator == "reuse"
     if args.backend == "torch":
-        network = optimize_for_inference(net)
+        network = optimize_for_inference(net, reuse_memory=reuse)
     elif args.backend == "onnxruntime":
-        network = OnnxRuntimePredictor(net, intra_op_threads=args.threads)
+        network = OnnxRuntimePredictor(net, intra_op_threads=args.threads, reuse_memory=reuse)
     else:
         network = net
 
@@ -164,7 +171,7 @@ def main() -> None:
     print(
         "\npeak RSS: process VmHWM from just before segment_raster to its end (includes Python, torch and the "
         f"weights). Weights: {args.weights or 'random init (timing only)'}; overlap {args.overlap}, gaussian, "
-        f"sw_batch_size {args.sw_batch_size}."
+        f"sw_batch_size {args.sw_batch_size}; allocator: {args.allocator}."
     )
     if tmp is not None:
         tmp.cleanup()

@@ -31,6 +31,7 @@ from monai_rurnet.inferers.geotiff_runner import (
 )
 
 __all__ += ["GEO_SUFFIXES", "GeoTiffOutputs", "GeoTiffSegmentationRunner", "segment_raster"]
+from monai_rurnet.inferers.ensemble import FlipEnsembleInferer  # noqa: E402
 from monai_rurnet.inferers.fast import (  # noqa: E402
     FastInferer,
     OnnxRuntimePredictor,
@@ -47,5 +48,6 @@ __all__ += [
     "export_step_onnx",
     "optimize_for_inference",
     "reuse_freed_memory",
+    "FlipEnsembleInferer",
     "freed_memory_reused",
 ]
