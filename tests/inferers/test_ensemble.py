@@ -81,3 +81,19 @@ def test_retina_inference_config_switch():
     tta = parser.get_parsed_content("inferer")
     assert isinstance(tta, FlipEnsembleInferer)
     assert tta.inferer is parser.get_parsed_content("base_inferer")
+
+
+@pytest.mark.parametrize("bundle", ["retina_drive", "massroads"])
+def test_evaluation_config_switch(bundle):
+    parser = ConfigParser()
+    parser.read_config(
+        [
+            str(ROOT / "configs" / "train_base.json"),
+            str(ROOT / "bundles" / bundle / "configs" / "train.json"),
+            str(ROOT / "configs" / "evaluate_base.json"),
+        ]
+    )
+    parser.update({"bundle_root": str(ROOT / "bundles" / bundle), "flip_tta": True})
+    tta = parser.get_parsed_content("validate#evaluator#inferer")
+    assert isinstance(tta, FlipEnsembleInferer)
+    assert isinstance(tta.inferer, SlidingWindowInferer)
