@@ -12,7 +12,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_path", "atomic_write", "atomic_torch_save", "atomic_json_dump", "load_state_dict_file"]
+__all__ = [
+    "as_bool",
+    "atomic_path",
+    "atomic_write",
+    "atomic_torch_save",
+    "atomic_json_dump",
+    "load_state_dict_file",
+]
 
 
 @contextmanager
@@ -98,3 +105,22 @@ def load_state_dict_file(path: str | os.PathLike, network: torch.nn.Module | Non
                 "Check that the network variant and its arguments match the ones the weights were trained with."
             )
     return obj
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def as_bool(value: Any, name: str = "value") -> bool:
+    """A config/command-line flag as a bool: ``True``/``False``, 0/1 or the strings true/false, yes/no, on/off
+    (any case; ``python -m monai.bundle run --flag false`` passes the *string* "false", which is truthy).
+
+    Raises a ``ValueError`` naming the flag for anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{name} must be true or false, got {value!r}.")

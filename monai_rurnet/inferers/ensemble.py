@@ -11,7 +11,7 @@ from monai.inferers import Inferer
 
 __all__ = ["FlipEnsembleInferer"]
 
-ACTIVATIONS = ("softmax", "sigmoid")
+ACTIVATIONS = ("auto", "softmax", "sigmoid")
 
 
 def all_flip_axes(spatial_dims: int) -> list[tuple[int, ...]]:
@@ -32,7 +32,8 @@ class FlipEnsembleInferer(Inferer):
         inferer: the wrapped inferer (e.g. :class:`~monai_rurnet.inferers.FastInferer` or a sliding window);
             ``None`` calls the network directly.
         flip_axes: spatial axes (0-based, e.g. ``[[], [0], [1], [0, 1]]``) of each copy; default: every subset.
-        activation: ``"softmax"`` (multi-class logits) or ``"sigmoid"`` (independent channels).
+        activation: ``"softmax"`` (multi-class logits), ``"sigmoid"`` (independent channels) or ``"auto"``
+            (softmax for more than one output channel, else sigmoid).
 
     Shapes:
         ``inputs (B, C, *S) -> (B, K, *S)``, as the wrapped inferer.
@@ -42,7 +43,7 @@ class FlipEnsembleInferer(Inferer):
         self,
         inferer: Inferer | None = None,
         flip_axes: Sequence[Sequence[int]] | None = None,
-        activation: str = "softmax",
+        activation: str = "auto",
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -53,12 +54,8 @@ class FlipEnsembleInferer(Inferer):
         self.flip_axes = None if flip_axes is None else [tuple(int(a) for a in f) for f in flip_axes]
         self.activation = activation
 
-    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return (
-            torch.softmax(logits.float(), dim=1)
-            if self.activation == "softmax"
-            else torch.sigmoid(logits.float())
-        )
+    def _softmax(self, logits: torch.Tensor) -> bool:
+        return self.activation == "softmax" or (self.activation == "auto" and logits.shape[1] > 1)
 
     def __call__(
         self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any
@@ -69,15 +66,17 @@ class FlipEnsembleInferer(Inferer):
             if any(not 0 <= a < spatial_dims for a in f):
                 raise ValueError(f"flip axes {list(f)} out of range for {spatial_dims} spatial dims.")
         total: torch.Tensor | None = None
+        softmax = True
         for f in flips:
             dims = [a + 2 for a in f]
             x = torch.flip(inputs, dims) if dims else inputs
             out = self.inferer(x, network, *args, **kwargs) if self.inferer is not None else network(x)
-            prob = self._probabilities(out)
+            softmax = self._softmax(out)
+            prob = torch.softmax(out.float(), dim=1) if softmax else torch.sigmoid(out.float())
             prob = torch.flip(prob, dims) if dims else prob
             total = prob if total is None else total + prob
         mean = (total / len(flips)).clamp(1e-7, 1.0 - 1e-7)  # type: ignore[operator]
-        return mean.log() if self.activation == "softmax" else torch.logit(mean)
+        return mean.log() if softmax else torch.logit(mean)
 
     @property
     def last_steps(self) -> int:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from rasterio.windows import Window
 
 from monai_rurnet.data.geotiff import create_like
 from monai_rurnet.inferers.anytime import RecurrentPredictor
+from monai_rurnet.inferers.ensemble import FlipEnsembleInferer
+from monai_rurnet.inferers.fast import optimize_for_inference
 from monai_rurnet.inferers.runner import FolderSegmentationRunner
 
 __all__ = ["GEO_SUFFIXES", "GeoTiffOutputs", "GeoTiffSegmentationRunner", "segment_raster", "patch_starts"]
@@ -100,6 +103,7 @@ def segment_raster(
     tol: float | None = None,
     device: str | torch.device | None = None,
     write_prob: bool = True,
+    flip_tta: bool = False,
 ) -> list[Path]:
     """Segment one raster window by window into ``out_dir/<stem>_seg.tif`` (and ``<stem>_prob.tif``).
 
@@ -122,6 +126,8 @@ def segment_raster(
         steps, tol: anytime inference of a recurrent network (see :class:`RecurrentPredictor`).
         device: where to run the network (default: the network's device).
         write_prob: also write the float32 probability raster.
+        flip_tta: average each patch batch's class probabilities over its 4 mirrored copies
+            (:class:`~monai_rurnet.inferers.FlipEnsembleInferer`; 4x the time).
 
     Returns the output paths. Outputs are written to temp files and renamed at the end (``_seg.tif`` last).
     """
@@ -137,7 +143,9 @@ def segment_raster(
         device = p.device if p is not None else torch.device("cpu")
     device = torch.device(device)
     network.eval()
-    predictor = RecurrentPredictor(network, steps, tol)
+    predictor: Callable[[torch.Tensor], torch.Tensor] = RecurrentPredictor(network, steps, tol)
+    if flip_tta:
+        predictor = partial(FlipEnsembleInferer(), network=predictor)
     importance = compute_importance_map(roi, mode=mode, sigma_scale=0.125, device=device).float()
     importance = importance.clamp_min(max(float(importance[importance > 0].min()), 1e-3))  # as MONAI
     mean_a = np.asarray(mean, np.float32)[:, None, None]
@@ -178,7 +186,7 @@ def _predict_window(
     rows: list[int],
     cols: list[int],
     roi: tuple[int, int],
-    predictor: RecurrentPredictor,
+    predictor: Callable[[torch.Tensor], torch.Tensor],
     importance: torch.Tensor,
     mean: np.ndarray,
     std: np.ndarray,
@@ -240,7 +248,9 @@ class GeoTiffSegmentationRunner(FolderSegmentationRunner):
 
     Same contract as :class:`FolderSegmentationRunner`: a bad file is reported by name and does not stop the
     others, a summary line is printed, ``SystemExit(1)`` when any file failed, files whose outputs exist are
-    skipped unless ``overwrite``, outputs are written atomically.
+    skipped unless ``overwrite``, outputs are written atomically. With ``fast`` (default) the network runs
+    through :func:`~monai_rurnet.inferers.optimize_for_inference` (same outputs, about 2x faster on a CPU);
+    ``flip_tta`` averages mirrored copies of every patch batch (4x the time).
     """
 
     def __init__(
@@ -266,6 +276,8 @@ class GeoTiffSegmentationRunner(FolderSegmentationRunner):
         foreground: int = 1,
         progress: bool = True,
         exit_on_failure: bool = True,
+        fast: bool = True,
+        flip_tta: bool = False,
     ) -> None:
         super().__init__(
             network=network,
@@ -294,9 +306,14 @@ class GeoTiffSegmentationRunner(FolderSegmentationRunner):
             "void_value": void_value,
             "steps": steps,
             "tol": tol,
+            "flip_tta": flip_tta,
         }
+        self.fast = fast
 
     def process(self, path: Path) -> None:
+        network: Any = self.network
+        if self.fast:  # built per file, from the weights loaded now (cheap: a copy of < 1M parameters)
+            network = optimize_for_inference(self.network, self.kwargs["steps"], self.kwargs["tol"])
         segment_raster(
-            path, self.output_dir, self.network, foreground=self.foreground, device=self.device, **self.kwargs
+            path, self.output_dir, network, foreground=self.foreground, device=self.device, **self.kwargs
         )

@@ -71,16 +71,26 @@ def test_bad_arguments():
         FlipEnsembleInferer(flip_axes=[[2]])(torch.zeros(1, 1, 8, 8), lambda t: t)
 
 
-def test_retina_inference_config_switch():
+@pytest.mark.parametrize("flag,expected", [(None, True), ("false", False), ("True", True), (False, False)])
+def test_retina_inference_config_switch(flag, expected):
     parser = ConfigParser()
     parser.read_config(str(ROOT / "bundles" / "retina_drive" / "configs" / "inference.json"))
     parser.update({"bundle_root": str(ROOT / "bundles" / "retina_drive")})
-    assert not isinstance(parser.get_parsed_content("inferer"), FlipEnsembleInferer)
-    parser.update({"flip_tta": True})
-    parser.parse()
-    tta = parser.get_parsed_content("inferer")
-    assert isinstance(tta, FlipEnsembleInferer)
-    assert tta.inferer is parser.get_parsed_content("base_inferer")
+    if flag is not None:  # as given on the command line (strings) or in Python
+        parser.update({"flip_tta": flag})
+    inferer = parser.get_parsed_content("inferer")
+    assert isinstance(inferer, FlipEnsembleInferer) is expected
+    if expected:
+        assert inferer.inferer is parser.get_parsed_content("base_inferer")
+
+
+def test_bad_flag_is_named():
+    parser = ConfigParser()
+    parser.read_config(str(ROOT / "bundles" / "retina_drive" / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(ROOT / "bundles" / "retina_drive"), "flip_tta": "maybe"})
+    with pytest.raises(RuntimeError) as info:
+        parser.get_parsed_content("inferer")
+    assert "flip_tta must be true or false" in str(info.value.__cause__)
 
 
 @pytest.mark.parametrize("bundle", ["retina_drive", "massroads"])

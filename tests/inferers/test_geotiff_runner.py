@@ -95,3 +95,30 @@ def test_runner_bad_file_skip_and_png(tmp_path, capsys):
     (src / "broken.tif").unlink()
     summary = GeoTiffSegmentationRunner(net, src, out, weights=weights, **kw).run()
     assert summary["skipped"] == 2 and summary["done"] == 0 and summary["failed"] == 0
+
+
+def test_runner_fast_path_and_flip_tta(tmp_path):
+    """The runner's fast path gives the eager probabilities; flip TTA averages the 4 mirrored patch batches."""
+    a = _raster(tmp_path / "in" / "t.tif", (64, 64))
+    net = _net()
+    probs = {}
+    for name, kw in {"eager": {"fast": False}, "fast": {}, "tta": {"flip_tta": True}}.items():
+        runner = GeoTiffSegmentationRunner(
+            net, tmp_path / "in", tmp_path / name, roi_size=32, window=64, progress=False, **kw
+        )
+        runner.run()
+        with rasterio.open(tmp_path / name / "t_prob.tif") as p:
+            probs[name] = p.read(1)
+    assert np.abs(probs["fast"] - probs["eager"]).max() <= 1e-4
+    # reference TTA: per patch batch, the mean of the softmax over the 4 flips, blended as log-probabilities
+    x = torch.as_tensor(((a / 255.0 - MEAN) / STD)[None]).float()
+
+    def mirrored(t: torch.Tensor) -> torch.Tensor:
+        ps = [torch.flip(torch.softmax(net(torch.flip(t, d)), 1), d) for d in ([], [2], [3], [2, 3])]
+        return torch.stack(ps).mean(0).log()
+
+    with torch.no_grad():
+        ref = torch.softmax(SlidingWindowInferer(32, 4, 0.25, mode="gaussian")(x, mirrored), 1)[0, 1].numpy()
+    ref[:4, :6] = 0.0
+    assert np.abs(probs["tta"] - ref).max() <= 1e-4
+    assert np.abs(probs["tta"] - probs["eager"]).max() > 1e-3
