@@ -199,7 +199,7 @@ class TorchFastPredictor(_StepLoop):
         per_sample: early exit per batch item (sliding windows exit on their own) instead of per batch.
         reuse_memory: let freed tensors' memory be reused by the next layer, step and call instead of being
             page-faulted in afresh (:func:`~monai_rurnet.inferers.memory.reuse_freed_memory`, process-wide,
-            glibc only; 25-40% faster at 576x576 and above on a 2-core CPU).
+            glibc only; 20-26% faster at 576x576 and 1024x1024 on a 2-core CPU).
     """
 
     def __init__(

@@ -2,8 +2,8 @@
 
 A U-Net at full resolution allocates and frees tensors of tens of MB at every layer. glibc's ``malloc`` serves
 such blocks with fresh ``mmap`` pages (and returns freed heap tops to the OS), so every layer of every step
-page-faults its output into memory again: on a 2-core CPU this costs 25-40% of a DRU(4) forward at
-576x576-1024x1024. :func:`reuse_freed_memory` makes freed blocks stay in the process heap and be reused by the
+page-faults its output into memory again: on a 2-core CPU reuse makes a DRU(4) forward 20-26% faster at
+576x576-1024x1024 (``benchmarks/allocator.py``). :func:`reuse_freed_memory` makes freed blocks stay in the process heap and be reused by the
 next layer, step and call -- the buffer reuse that jemalloc/tcmalloc give PyTorch CPU deployments, without
 preloading another allocator. Outputs are unchanged; the cost is that the process keeps (up to ``keep_bytes``
 of) its peak working set instead of handing it back to the OS between calls.
