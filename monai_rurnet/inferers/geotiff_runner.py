@@ -249,7 +249,7 @@ class GeoTiffSegmentationRunner(FolderSegmentationRunner):
     Same contract as :class:`FolderSegmentationRunner`: a bad file is reported by name and does not stop the
     others, a summary line is printed, ``SystemExit(1)`` when any file failed, files whose outputs exist are
     skipped unless ``overwrite``, outputs are written atomically. With ``fast`` (default) the network runs
-    through :func:`~monai_rurnet.inferers.optimize_for_inference` (same outputs, about 2x faster on a CPU);
+    through :func:`~monai_rurnet.inferers.optimize_for_inference` (same outputs, 1.4-1.7x faster on a CPU);
     ``flip_tta`` averages mirrored copies of every patch batch (4x the time).
     """
 
