@@ -13,14 +13,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 from _common import environment, table
 
 CHILD = """
-import sys, time, torch
+import sys, torch
 from monai_rurnet.inferers import optimize_for_inference
 from monai_rurnet.networks import build_network
 model, size, threads, reuse, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "reuse", int(sys.argv[5])
@@ -36,17 +36,14 @@ else:
     def run(x):
         with torch.inference_mode():
             return net(x)
+sys.path.insert(0, sys.argv[6])
+from _common import median_time
 x = torch.randn(1, 3, size, size)
-run(x)
-times = []
-for _ in range(repeats):
-    t0 = time.perf_counter()
-    run(x)
-    times.append(time.perf_counter() - t0)
-print(" ".join(f"{t:.6f}" for t in times))
+print(median_time(lambda: run(x), repeats)[0])
 """
 
 MODELS = ["DRU(4) T=3 fast", "BasicUNet eager"]
+HERE = str(Path(__file__).resolve().parent)
 
 
 def main() -> None:
@@ -75,12 +72,13 @@ def main() -> None:
                             str(args.threads),
                             mode,
                             str(args.repeats),
+                            HERE,
                         ],
                         capture_output=True,
                         text=True,
                         check=True,
                     ).stdout.split()
-                    med[mode].append(statistics.median(float(t) for t in out))
+                    med[mode].append(float(out[-1]))
             d, r = min(med["default"]), min(med["reuse"])
             rows.append([args.threads, f"{size}x{size}", model, d * 1e3, r * 1e3, r / d])
             print(table(["threads", "size", "model", "default ms", "reuse ms", "reuse / default"], rows[-1:]))

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _common import current_rss_mb, environment, peak_rss_mb, reset_peak_rss, table
+from _common import current_rss_mb, environment, median_time, peak_rss_mb, reset_peak_rss, table
 from monai.networks.nets import UNet
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -77,13 +77,8 @@ def conv_ceiling(threads: int, repeats: int, quick: bool) -> tuple[float, str, l
             c = conv.to(memory_format=fmt)
             x = torch.randn(1, cin, h, w).contiguous(memory_format=fmt)
             with torch.inference_mode():
-                c(x)
-                ts = []
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    c(x)
-                    ts.append(time.perf_counter() - t0)
-            g = flops / statistics.median(ts) / 1e9
+                med, _ = median_time(lambda: c(x), repeats)  # noqa: B023 (called right here)
+            g = flops / med / 1e9
             name = f"{cin}->{cout} @{h}x{w} {fmt_name}"
             rows.append([threads, name, g])
             if g > best:
