@@ -308,12 +308,15 @@ class GeoTiffSegmentationRunner(FolderSegmentationRunner):
             "tol": tol,
             "flip_tta": flip_tta,
         }
-        self.fast = fast
+        # the weights are loaded by now (FolderSegmentationRunner.__init__): build the fast predictor once
+        self.predictor: Any = optimize_for_inference(self.network, steps, tol) if fast else self.network
 
     def process(self, path: Path) -> None:
-        network: Any = self.network
-        if self.fast:  # built per file, from the weights loaded now (cheap: a copy of < 1M parameters)
-            network = optimize_for_inference(self.network, self.kwargs["steps"], self.kwargs["tol"])
         segment_raster(
-            path, self.output_dir, network, foreground=self.foreground, device=self.device, **self.kwargs
+            path,
+            self.output_dir,
+            self.predictor,
+            foreground=self.foreground,
+            device=self.device,
+            **self.kwargs,
         )

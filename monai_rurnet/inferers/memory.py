@@ -2,10 +2,10 @@
 
 A U-Net at full resolution allocates and frees tensors of tens of MB at every layer. glibc's ``malloc`` serves
 such blocks with fresh ``mmap`` pages (and returns freed heap tops to the OS), so every layer of every step
-page-faults its output into memory again: on a 2-core CPU reuse makes a DRU(4) forward 20-26% faster at
-576x576-1024x1024 (``benchmarks/allocator.py``). :func:`reuse_freed_memory` makes freed blocks stay in the process heap and be reused by the
-next layer, step and call -- the buffer reuse that jemalloc/tcmalloc give PyTorch CPU deployments, without
-preloading another allocator. Outputs are unchanged; the cost is that the process keeps (up to ``keep_bytes``
+page-faults its output into memory again. :func:`reuse_freed_memory` makes freed blocks stay in the process
+heap and be reused by the next layer, step and call -- the buffer reuse that jemalloc/tcmalloc give PyTorch CPU
+deployments, without preloading another allocator; on a 2-core CPU a DRU(4) forward gets 20-26% faster at
+576x576-1024x1024 (``benchmarks/allocator.py``). Outputs are unchanged; the cost is that the process keeps (up to ``keep_bytes``
 of) its peak working set instead of handing it back to the OS between calls.
 
 The setting is process-wide (it changes ``malloc`` for all code in the process) and is applied at most once;
@@ -26,7 +26,7 @@ _M_MMAP_THRESHOLD = -3
 #: glibc's upper bound for M_MMAP_THRESHOLD on 64-bit systems (4 * 1024 * 1024 * sizeof(long)).
 MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
 
-_applied: int | None = None
+_applied: bool | None = None  # None: not asked yet; else whether the tuning took effect
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -54,16 +54,14 @@ def reuse_freed_memory(keep_bytes: int = 1 << 30) -> bool:
     global _applied
     if keep_bytes < 0:
         raise ValueError(f"keep_bytes must be >= 0, got {keep_bytes}.")
-    if _applied is not None:
-        return _applied > 0
-    libc = _glibc()
-    ok = (
-        libc is not None
-        and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1
-        and libc.mallopt(_M_TRIM_THRESHOLD, min(int(keep_bytes), 2**31 - 1)) == 1
-    )
-    _applied = int(keep_bytes) if ok else 0
-    return bool(ok)
+    if _applied is None:
+        libc = _glibc()
+        _applied = (
+            libc is not None
+            and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1
+            and libc.mallopt(_M_TRIM_THRESHOLD, min(int(keep_bytes), 2**31 - 1)) == 1
+        )
+    return _applied
 
 
 def freed_memory_reused() -> bool:
