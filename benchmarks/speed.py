@@ -7,8 +7,10 @@ memory formats) is measured in the same run, and the DRU(4) T=3 time is reported
 BasicUNet(features=(8, 16, 32, 64, 128, 8)) forward pass.
 
 Backends: ``eager`` (``net.eval()`` under ``torch.inference_mode``, NCHW), ``fast``
-(:func:`monai_rurnet.inferers.optimize_for_inference`: channels-last), ``jit`` (fast + frozen TorchScript step,
-optional) and ``onnxruntime`` (:class:`monai_rurnet.inferers.OnnxRuntimePredictor`, CPU EP).
+(:func:`monai_rurnet.inferers.optimize_for_inference` with its defaults: channels-last, and for the recurrent
+models a frozen TorchScript trace of the step), ``fast_nojit`` (the same without the trace, optional) and
+``onnxruntime`` (:class:`monai_rurnet.inferers.OnnxRuntimePredictor`, CPU EP, worker threads not spinning
+between calls so that they do not slow the next model measured).
 
 Allocator: the fast backends keep freed memory for reuse (:func:`monai_rurnet.inferers.reuse_freed_memory`,
 process-wide). With ``--allocator reuse`` (default) it is switched on before anything is measured, so the
@@ -98,8 +100,8 @@ def make_runner(
         return run
     if backend == "fast":
         return optimize_for_inference(net, reuse_memory=reuse)
-    if backend == "jit":
-        return optimize_for_inference(net, jit=True, reuse_memory=reuse)
+    if backend == "fast_nojit":
+        return optimize_for_inference(net, jit=False, reuse_memory=reuse)
     if backend == "onnxruntime":
         return OnnxRuntimePredictor(onnx_path, intra_op_threads=threads, reuse_memory=reuse)
     raise ValueError(f"unknown backend {backend}")

@@ -49,6 +49,7 @@ def _close(a: torch.Tensor, b: torch.Tensor, tol: float) -> None:
         ("dru", {"level": 4, "steps": 3}, False, False),
         ("dru", {"level": 4, "steps": 3}, True, False),
         ("dru", {"level": 4, "steps": 3}, True, True),
+        ("dru", {"level": 4, "steps": 3}, True, None),
         ("sru", {"level": 0, "steps": 2}, True, False),
     ],
 )
@@ -68,7 +69,24 @@ def test_torch_fast_equals_reference(name, kw, channels_last, jit):
 def test_torch_fast_non_recurrent():
     net = _net("monai_basic_unet")
     x = torch.randn(1, 3, 32, 32)
-    _close(optimize_for_inference(net)(x), _ref(net, x), 1e-5)
+    fast = optimize_for_inference(net)
+    _close(fast(x), _ref(net, x), 1e-5)
+    assert not fast.jit  # a module's forward may branch on the input shape: not traced unless asked
+
+
+def test_frozen_step_serves_every_size():
+    """The default frozen trace of the step is made once, on a small input, and is exact for other batch and
+    spatial sizes, in 2D and 3D (per-sample early exit, which shrinks the batch between steps, runs through it in
+    ``test_per_sample_early_exit_matches_single_items``)."""
+    for dims, shapes in ((2, [(3, 3, 48, 80), (1, 3, 96, 32)]), (3, [(2, 1, 32, 16, 48)])):
+        net = _net("dru", level=4, steps=3, spatial_dims=dims, in_channels=shapes[0][1])
+        fast, eager_steps = optimize_for_inference(net), optimize_for_inference(net, jit=False)
+        assert fast.jit
+        for shape in shapes:
+            x = torch.randn(*shape)
+            _close(fast(x), eager_steps(x), 1e-6)  # same kernels: the trace adds no error
+            _close(fast(x), _ref(net, x), 1e-4)  # channels-last kernels sum in another order
+        assert fast._traced is not None
 
 
 def test_torch_fast_rejects_bad_size():
@@ -227,3 +245,11 @@ def test_windowed_raster_with_fast_predictor(tmp_path, backend):
     ):
         assert np.abs(f.read(1) - r.read(1)).max() <= 1e-4
         assert f.crs == r.crs and f.transform == r.transform
+
+
+@pytest.mark.parametrize("spin", [False, True])
+def test_onnxruntime_spinning_option(spin):
+    """ONNX Runtime's worker threads do not busy-wait after a call unless asked (they would slow the next work)."""
+    pred = OnnxRuntimePredictor(_net("unet_g"), allow_spinning=spin)
+    entry = pred.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+    assert entry == ("1" if spin else "0")
