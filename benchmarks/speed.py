@@ -2,15 +2,17 @@
 
 Everything is measured in one run: for every thread count and input size, all (model, backend) pairs are timed
 round-robin (one call of each per round, so slow drifts of the shared machine hit all alike) and the median
-over the rounds is reported, after warm-up. A dense 3x3-conv "ceiling" (best GFLOP/s over a few shapes and
+over the rounds is reported, after warm-up. In every round each timed call directly follows an untimed call of
+the same runner (``--settle``, default 1), so that what another runner leaves behind (ONNX Runtime or OpenMP
+worker threads still spinning, other weights in the caches) does not land in its time. A dense 3x3-conv "ceiling" (best GFLOP/s over a few shapes and
 memory formats) is measured in the same run, and the DRU(4) T=3 time is reported as a ratio to one
 BasicUNet(features=(8, 16, 32, 64, 128, 8)) forward pass.
 
 Backends: ``eager`` (``net.eval()`` under ``torch.inference_mode``, NCHW), ``fast``
 (:func:`monai_rurnet.inferers.optimize_for_inference` with its defaults: channels-last, and for the recurrent
 models a frozen TorchScript trace of the step), ``fast_nojit`` (the same without the trace, optional) and
-``onnxruntime`` (:class:`monai_rurnet.inferers.OnnxRuntimePredictor`, CPU EP, worker threads not spinning
-between calls so that they do not slow the next model measured).
+``onnxruntime`` (:class:`monai_rurnet.inferers.OnnxRuntimePredictor`, CPU EP, worker threads spinning between
+operators as ONNX Runtime does by default: its fastest setting when nothing else runs).
 
 Allocator: the fast backends keep freed memory for reuse (:func:`monai_rurnet.inferers.reuse_freed_memory`,
 process-wide). With ``--allocator reuse`` (default) it is switched on before anything is measured, so the
@@ -103,7 +105,9 @@ def make_runner(
     if backend == "fast_nojit":
         return optimize_for_inference(net, jit=False, reuse_memory=reuse)
     if backend == "onnxruntime":
-        return OnnxRuntimePredictor(onnx_path, intra_op_threads=threads, reuse_memory=reuse)
+        return OnnxRuntimePredictor(
+            onnx_path, intra_op_threads=threads, reuse_memory=reuse, allow_spinning=True
+        )
     raise ValueError(f"unknown backend {backend}")
 
 
@@ -113,6 +117,12 @@ def main() -> None:
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (median reported)")
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument(
+        "--settle",
+        type=int,
+        default=1,
+        help="untimed calls of the same runner right before each timed call (0: plain round-robin)",
+    )
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--backends", nargs="+", default=["eager", "fast", "onnxruntime"])
     p.add_argument(
@@ -136,7 +146,8 @@ def main() -> None:
     print(environment())
     print(f"command: python {' '.join(sys.argv)}")
     print(
-        f"batch 1, float32, repeats {args.repeats} (median, round-robin over models/backends), "
+        f"batch 1, float32, repeats {args.repeats} (median, round-robin over models/backends, each timed call "
+        f"right after {args.settle} untimed call(s) of the same runner), "
         f"warm-up {args.warmup}; allocator: {args.allocator} (freed memory reused: {freed_memory_reused()})\n"
     )
     torch.manual_seed(0)
@@ -201,6 +212,8 @@ def main() -> None:
                     run(x)
             for _ in range(args.repeats):
                 for k, run in runners.items():
+                    for _ in range(args.settle):
+                        run(x)
                     reset_peak_rss()
                     before = current_rss_mb()
                     t0 = time.perf_counter()
