@@ -121,10 +121,7 @@ class _StepLoop:
         n_steps = int(info["steps"] if steps is None else steps)
         if n_steps < 1:
             raise ValueError(f"steps must be >= 1, got {n_steps}.")
-        spatial = tuple(int(s) for s in x.shape[2:])
-        stride = int(info["state_stride"])
-        mask = self._full((b, info["out_channels"], *spatial), info["init_value"], x)
-        h = self._full((b, info["state_channels"], *(s // stride for s in spatial)), info["state_init"], x)
+        mask, h = self._initial_state(b, [int(s) for s in x.shape[2:]], x)
         used = [n_steps] * b
         active = np.arange(b)  # batch items still running
         result: Any = None
@@ -155,6 +152,16 @@ class _StepLoop:
             mask = prob
         self.last_steps, self.last_steps_per_sample = max(used), used
         return result
+
+    def _initial_state(self, batch: int, spatial: Sequence[int], like: Any) -> tuple[Any, Any]:
+        """``s_0`` (``(batch, out_channels, *spatial)``) and ``h_0`` (at the state's stride), as the network's."""
+        info = self.info
+        stride = int(info["state_stride"])
+        mask = self._full((batch, info["out_channels"], *spatial), info["init_value"], like)
+        h = self._full(
+            (batch, info["state_channels"], *(s // stride for s in spatial)), info["state_init"], like
+        )
+        return mask, h
 
     def eval(self) -> _StepLoop:
         """No-op (predictors are always in eval mode), so code written for modules can call it."""
@@ -262,15 +269,9 @@ class TorchFastPredictor(_StepLoop):
 
     def _small_example(self, example: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         """``(x, mask, h)`` of batch 1 at twice the network's size divisor, in the tensors' dtype and layout."""
-        info = self.info
-        size = [2 * int(info["divisor"])] * (example[0].dim() - 2)
-        state = [s // int(info["state_stride"]) for s in size]
         like = example[0]
-        return (
-            self._full((1, int(like.shape[1]), *size), 0.0, like),
-            self._full((1, info["out_channels"], *size), info["init_value"], like),
-            self._full((1, info["state_channels"], *state), info["state_init"], like),
-        )
+        size = [2 * int(self.info["divisor"])] * (like.dim() - 2)
+        return (self._full((1, int(like.shape[1]), *size), 0.0, like), *self._initial_state(1, size, like))
 
     def _step(
         self, x: torch.Tensor, mask: torch.Tensor, h: torch.Tensor
