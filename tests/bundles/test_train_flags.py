@@ -1,0 +1,41 @@
+"""Flags of the shared trainer given on the command line, where ``--flag false`` arrives as a string."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ignite.handlers import ProgressBar
+from monai.bundle import ConfigParser
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _progress_bar(show_progress):
+    parser = ConfigParser()
+    parser.read_config(
+        [
+            str(ROOT / "configs" / "train_base.json"),
+            str(ROOT / "bundles" / "retina_drive" / "configs" / "train.json"),
+        ]
+    )
+    parser.update({"bundle_root": str(ROOT / "bundles" / "retina_drive"), "show_progress": show_progress})
+    index = next(
+        i for i, h in enumerate(parser["train"]["handlers"]) if h["_target_"].endswith("ProgressBar")
+    )
+    return parser.get_parsed_content(f"train#handlers#{index}")
+
+
+@pytest.mark.parametrize(
+    "value,shown", [(True, True), (False, False), ("false", False), ("True", True), (0, False)]
+)
+def test_show_progress(value, shown):
+    assert isinstance(_progress_bar(value), ProgressBar) == shown
+    if not shown:
+        assert _progress_bar(value) is None
+
+
+def test_show_progress_rejects_other_values():
+    with pytest.raises(RuntimeError) as info:  # MONAI's config error, caused by ours
+        _progress_bar("sometimes")
+    assert "show_progress" in str(info.value.__cause__)
