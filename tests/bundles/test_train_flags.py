@@ -1,4 +1,4 @@
-"""Flags of the shared trainer given on the command line, where ``--flag false`` arrives as a string."""
+"""Flags and numbers of the shared trainer (on the command line ``--flag false`` arrives as a string)."""
 
 from __future__ import annotations
 
@@ -39,3 +39,12 @@ def test_show_progress_rejects_other_values():
     with pytest.raises(RuntimeError) as info:  # MONAI's config error, caused by ours
         _progress_bar("sometimes")
     assert "show_progress" in str(info.value.__cause__)
+
+
+@pytest.mark.parametrize("workers,persistent", [(0, False), (3, True)])
+def test_loader_workers_persist_between_epochs(workers, persistent):
+    """Worker processes are started once, not at every (short) epoch; none without workers (PyTorch's rule)."""
+    parser = ConfigParser()
+    parser.read_config([str(ROOT / "configs" / "train_base.json")])
+    parser["num_workers"] = workers
+    assert parser.get_parsed_content("train#dataloader#persistent_workers") is persistent
