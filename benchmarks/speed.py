@@ -4,9 +4,9 @@ Everything is measured in one run: for every thread count and input size, all (m
 round-robin (one call of each per round, so slow drifts of the shared machine hit all alike) and the median
 over the rounds is reported, after warm-up. In every round each timed call directly follows an untimed call of
 the same runner (``--settle``, default 1), so that what another runner leaves behind (ONNX Runtime or OpenMP
-worker threads still spinning, other weights in the caches) does not land in its time. A dense 3x3-conv "ceiling" (best GFLOP/s over a few shapes and
-memory formats) is measured in the same run, and the DRU(4) T=3 time is reported as a ratio to one
-BasicUNet(features=(8, 16, 32, 64, 128, 8)) forward pass.
+worker threads still spinning, other weights in the caches) does not land in its time. A dense 3x3-conv
+"ceiling" (best GFLOP/s over a few shapes and memory formats) is measured in the same run, and the DRU(4) T=3
+time is reported as a ratio to one BasicUNet(features=(8, 16, 32, 64, 128, 8)) forward pass.
 
 Backends: ``eager`` (``net.eval()`` under ``torch.inference_mode``, NCHW), ``fast``
 (:func:`monai_rurnet.inferers.optimize_for_inference` with its defaults: channels-last, and for the recurrent

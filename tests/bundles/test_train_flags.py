@@ -30,9 +30,8 @@ def _progress_bar(show_progress):
     "value,shown", [(True, True), (False, False), ("false", False), ("True", True), (0, False)]
 )
 def test_show_progress(value, shown):
-    assert isinstance(_progress_bar(value), ProgressBar) == shown
-    if not shown:
-        assert _progress_bar(value) is None
+    bar = _progress_bar(value)
+    assert isinstance(bar, ProgressBar) if shown else bar is None
 
 
 def test_show_progress_rejects_other_values():
