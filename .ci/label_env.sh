@@ -4,6 +4,8 @@
 #
 #   bash .ci/label_env.sh            # -> .venv-label (or $MONAI_RURNET_LABEL_VENV)
 #   export MONAI_RURNET_LABEL_PYTHON="$PWD/.venv-label/bin/python"
+#
+# Exit status: 0 ready, 1 the install failed, 2 not enough free disk (nothing left behind).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,10 +31,37 @@ if [ -f "$STAMP" ] && [ -x "$VENV/bin/python" ] && check; then
     exit 0
 fi
 
+# The environment takes about 8.5 GiB (torch 2.14.1 is a CUDA build with its nvidia-* libraries; ITK, MLflow):
+# with less free space, say so and exit 2 instead of failing half-way with "No space left on device".
+NEED_GIB="${MONAI_RURNET_LABEL_MIN_FREE_GIB:-10}"
+mkdir -p "$(dirname "$VENV")"
+free_gib() { df -Pk "$(dirname "$VENV")" | awk 'NR == 2 { printf "%d", $4 / 1048576 }'; }
+created=0
 if [ ! -x "$VENV/bin/python" ]; then
+    if [ "$(free_gib)" -lt "$NEED_GIB" ]; then
+        echo "label venv NOT created: $(free_gib) GiB free under $(dirname "$VENV"), it needs about $NEED_GIB GiB" \
+            "(MONAI_RURNET_LABEL_MIN_FREE_GIB); the MONAI Label tests will be skipped" >&2
+        exit 2
+    fi
     echo "creating label venv at $VENV"
     "$PY" -m venv "$VENV"
+    created=1
 fi
+# A failed install removes the venv it created (no half-built environment, no gigabytes left behind); when the
+# disk ran short meanwhile, exit 2 as above.
+on_error() {
+    if [ "$created" = 1 ]; then
+        rm -rf "$VENV"
+    fi
+    if [ "$(free_gib)" -lt "$NEED_GIB" ]; then
+        echo "label venv NOT created: the disk ran short during the install ($(free_gib) GiB free after removing" \
+            "it, about $NEED_GIB GiB needed); the MONAI Label tests will be skipped" >&2
+        exit 2
+    fi
+    echo "label venv: the install failed (see above)" >&2
+    exit 1
+}
+trap on_error ERR
 PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 # torch first (from the local wheel cache / PyPI), then MONAI Label resolves around it.
 # shellcheck disable=SC2086
@@ -52,6 +81,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     "${PIP[@]}" "${missing[@]}"
 fi
 
+trap - ERR
 if ! check; then
     echo "label venv at $VENV is not usable:" >&2
     "$VENV/bin/python" -c "import monailabel.app, monai_rurnet.networks" >&2 || true
