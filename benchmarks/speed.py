@@ -12,7 +12,10 @@ Backends: ``eager`` (``net.eval()`` under ``torch.inference_mode``, NCHW), ``fas
 (:func:`monai_rurnet.inferers.optimize_for_inference` with its defaults: channels-last, and for the recurrent
 models a frozen TorchScript trace of the step), ``fast_nojit`` (the same without the trace, optional) and
 ``onnxruntime`` (:class:`monai_rurnet.inferers.OnnxRuntimePredictor`, CPU EP, worker threads spinning between
-operators as ONNX Runtime does by default: its fastest setting when nothing else runs).
+operators as ONNX Runtime does by default: its fastest setting when nothing else runs). Optional: ``fast_bf16``
+(``fast`` with ``precision="bfloat16"``: autocast, for every model, baselines included) and ``eager_bf16``
+(``eager`` under ``torch.autocast`` with bfloat16); their "% ceiling" is against a bfloat16 3x3-conv ceiling
+measured the same way.
 
 Allocator: the fast backends keep freed memory for reuse (:func:`monai_rurnet.inferers.reuse_freed_memory`,
 process-wide). With ``--allocator reuse`` (default) it is switched on before anything is measured, so the
@@ -24,6 +27,7 @@ Usage::
     python benchmarks/speed.py --quick                      # smoke run (tiny inputs, 1 thread)
     python benchmarks/speed.py | tee benchmarks/results/speed.txt
     python benchmarks/speed.py --allocator default      # stock malloc everywhere
+    python benchmarks/speed.py --backends eager fast fast_bf16 eager_bf16 --models "DRU(4) T=3" BasicUNet
 """
 
 from __future__ import annotations
@@ -67,8 +71,14 @@ def count_flops(net: torch.nn.Module, x: torch.Tensor) -> float:
     return float(fc.get_total_flops())
 
 
-def conv_ceiling(threads: int, repeats: int, quick: bool) -> tuple[float, str, list[list[object]]]:
-    """Best GFLOP/s of a dense 3x3 conv (no bias) over a few shapes, NCHW and channels-last."""
+BF16_BACKENDS = ("fast_bf16", "eager_bf16")
+
+
+def conv_ceiling(
+    threads: int, repeats: int, quick: bool, bf16: bool = False
+) -> tuple[float, str, list[list[object]]]:
+    """Best GFLOP/s of a dense 3x3 conv (no bias) over a few shapes, NCHW and channels-last (``bf16``: under
+    ``torch.autocast`` with bfloat16, as the bfloat16 backends run)."""
     torch.set_num_threads(threads)
     shapes = [(64, 64, 256, 256), (128, 128, 128, 128), (32, 32, 512, 512), (256, 256, 64, 64)]
     if quick:
@@ -80,10 +90,10 @@ def conv_ceiling(threads: int, repeats: int, quick: bool) -> tuple[float, str, l
         for fmt_name, fmt in (("NCHW", torch.contiguous_format), ("NHWC", torch.channels_last)):
             c = conv.to(memory_format=fmt)
             x = torch.randn(1, cin, h, w).contiguous(memory_format=fmt)
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 med, _ = median_time(lambda: c(x), repeats)  # noqa: B023 (called right here)
             g = flops / med / 1e9
-            name = f"{cin}->{cout} @{h}x{w} {fmt_name}"
+            name = f"{cin}->{cout} @{h}x{w} {fmt_name}" + (" bf16" if bf16 else "")
             rows.append([threads, name, g])
             if g > best:
                 best, best_name = g, name
@@ -100,8 +110,17 @@ def make_runner(
                 return net(x)
 
         return run
+    if backend == "eager_bf16":
+
+        def run_bf16(x: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                return net(x)
+
+        return run_bf16
     if backend == "fast":
         return optimize_for_inference(net, reuse_memory=reuse)
+    if backend == "fast_bf16":
+        return optimize_for_inference(net, reuse_memory=reuse, precision="bfloat16")
     if backend == "fast_nojit":
         return optimize_for_inference(net, jit=False, reuse_memory=reuse)
     if backend == "onnxruntime":
@@ -146,7 +165,7 @@ def main() -> None:
     print(environment())
     print(f"command: python {' '.join(sys.argv)}")
     print(
-        f"batch 1, float32, repeats {args.repeats} (median, round-robin over models/backends, each timed call "
+        f"batch 1, float32 (bfloat16 autocast for {', '.join(BF16_BACKENDS)}), repeats {args.repeats} (median, round-robin over models/backends, each timed call "
         f"right after {args.settle} untimed call(s) of the same runner), "
         f"warm-up {args.warmup}; allocator: {args.allocator} (freed memory reused: {freed_memory_reused()})\n"
     )
@@ -190,12 +209,14 @@ def main() -> None:
         "FLOP ratio",
     ]
     rows, ceil_rows, ratio_rows = [], [], []
-    ceilings: dict[int, float] = {}
+    ceilings: dict[tuple[int, bool], float] = {}
+    precisions = [False] + ([True] if any(b in BF16_BACKENDS for b in args.backends) else [])
     for threads in args.threads:
-        best, best_name, crow = conv_ceiling(threads, max(3, args.repeats), args.quick)
-        ceilings[threads] = best
-        ceil_rows += crow
-        print(f"[{threads} thread(s)] 3x3-conv ceiling: {best:.1f} GFLOP/s ({best_name})", flush=True)
+        for bf16 in precisions:
+            best, best_name, crow = conv_ceiling(threads, max(3, args.repeats), args.quick, bf16)
+            ceilings[(threads, bf16)] = best
+            ceil_rows += crow
+            print(f"[{threads} thread(s)] 3x3-conv ceiling: {best:.1f} GFLOP/s ({best_name})", flush=True)
         torch.set_num_threads(threads)
         runners = {
             (m, b): make_runner(m, b, nets[m], onnx_paths.get(m), threads, reuse)
@@ -236,7 +257,7 @@ def main() -> None:
                         1.0 / med,
                         f / 1e9,
                         g,
-                        100.0 * g / ceilings[threads],
+                        100.0 * g / ceilings[(threads, b in BF16_BACKENDS)],
                         peaks[(m, b)],
                         peaks[(m, b)] - base[(m, b)],
                     ]

@@ -33,6 +33,7 @@ from monai_rurnet.inferers.geotiff_runner import (
 __all__ += ["GEO_SUFFIXES", "GeoTiffOutputs", "GeoTiffSegmentationRunner", "segment_raster"]
 from monai_rurnet.inferers.ensemble import FlipEnsembleInferer  # noqa: E402
 from monai_rurnet.inferers.fast import (  # noqa: E402
+    PRECISIONS,
     FastInferer,
     OnnxRuntimePredictor,
     TorchFastPredictor,
@@ -42,6 +43,7 @@ from monai_rurnet.inferers.fast import (  # noqa: E402
 from monai_rurnet.inferers.memory import freed_memory_reused, reuse_freed_memory  # noqa: E402
 
 __all__ += [
+    "PRECISIONS",
     "FastInferer",
     "OnnxRuntimePredictor",
     "TorchFastPredictor",

@@ -7,6 +7,8 @@ anytime inference: the recurrent loop stays in Python around one exported/optimi
 - :func:`optimize_for_inference` returns a :class:`TorchFastPredictor`: eval mode, ``torch.inference_mode``,
   channels-last memory format (optional), only the last step's logits kept, and (by default for a
   :class:`RecurrentUNet`) a frozen TorchScript trace of the step, which removes the per-layer Python overhead.
+  ``precision="bfloat16"`` runs the network in bfloat16 with float32 normalisation layers (opt-in; faster on
+  CPUs with AVX512-BF16 or AMX).
 - :class:`OnnxRuntimePredictor` exports the step (opset >= 17, dynamic batch and spatial axes) and runs it
   with ONNX Runtime's CPU execution provider.
 - :class:`FastInferer` wraps any MONAI inferer (e.g. ``SlidingWindowInferer``) and builds one of the two
@@ -37,7 +39,10 @@ from monai_rurnet.networks.rurnet import RecurrentUNet, check_spatial_size
 
 __all__ = [
     "BACKENDS",
+    "PRECISIONS",
     "StepModule",
+    "Float32Norm",
+    "compute_dtype",
     "TorchFastPredictor",
     "OnnxRuntimePredictor",
     "FastInferer",
@@ -47,6 +52,52 @@ __all__ = [
 
 BACKENDS = ("torch", "onnxruntime")
 _META_KEY = "monai_rurnet"
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
+_PRECISION_ALIASES = {"fp32": "float32", "bf16": "bfloat16"}
+
+
+def compute_dtype(precision: str | torch.dtype) -> torch.dtype | None:
+    """The dtype a ``precision`` name runs the network in (``None`` for float32: the network as it is)."""
+    key = str(precision).lower().replace("torch.", "")
+    key = _PRECISION_ALIASES.get(key, key)
+    if key not in PRECISIONS:
+        raise ValueError(
+            f"Unknown precision {precision!r}; choose one of {tuple(PRECISIONS)} (bfloat16 is faster only on "
+            "CPUs with AVX512-BF16 or AMX, and on GPUs)."
+        )
+    return PRECISIONS[key]
+
+
+def _slow_in_bfloat16(module: nn.Module) -> bool:
+    """Normalisations with one channel per group, which PyTorch's channels-last bfloat16 kernels run slowly."""
+    if isinstance(module, nn.modules.instancenorm._InstanceNorm):
+        return True
+    return isinstance(module, nn.GroupNorm) and module.num_groups == module.num_channels
+
+
+class Float32Norm(nn.Module):
+    """Run a normalisation layer in float32 inside a lower-precision network and hand back the input's dtype.
+
+    Used for the layers with one channel per group (``InstanceNorm``, ``GroupNorm(C, C)``): PyTorch's
+    channels-last bfloat16 kernel for them is ~4x slower than this float32 round trip (8 channels at 576x576,
+    2 threads: 7.7 vs 1.8 ms); other normalisations run in bfloat16 (their kernels accumulate in float32).
+    """
+
+    def __init__(self, norm: nn.Module) -> None:
+        super().__init__()
+        self.norm = norm.float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.float()).to(x.dtype)
+
+
+def _float32_norms(module: nn.Module) -> None:
+    """Wrap the normalisation layers under ``module`` that are slow in bfloat16 in :class:`Float32Norm`."""
+    for name, child in module.named_children():
+        if _slow_in_bfloat16(child):
+            setattr(module, name, Float32Norm(child))
+        elif not isinstance(child, Float32Norm):
+            _float32_norms(child)
 
 
 def _plain(x: torch.Tensor) -> torch.Tensor:
@@ -212,6 +263,11 @@ class TorchFastPredictor(_StepLoop):
         reuse_memory: let freed tensors' memory be reused by the next layer, step and call instead of being
             page-faulted in afresh (:func:`~monai_rurnet.inferers.memory.reuse_freed_memory`, process-wide,
             glibc only; 20-26% faster at 576x576 and 1024x1024 on a 2-core CPU).
+        precision: ``"float32"`` (default) or ``"bfloat16"``: the (copied) network runs in bfloat16, its
+            normalisations with one channel per group in float32 (:class:`Float32Norm`); the early-exit test
+            and the returned logits are float32. Opt-in: outputs differ from float32 by bfloat16's rounding
+            (benchmarks/README.md measures speed and DRIVE accuracy); warns on a CPU without native bfloat16
+            (oneDNN then emulates it, slower than float32).
     """
 
     def __init__(
@@ -225,12 +281,24 @@ class TorchFastPredictor(_StepLoop):
         exit_stat: str = "max",
         per_sample: bool = True,
         reuse_memory: bool = True,
+        precision: str | torch.dtype = "float32",
     ) -> None:
         super().__init__(exit_stat, per_sample)
+        self.compute_dtype = compute_dtype(precision)
+        net = copy.deepcopy(network) if copy_network else network
+        on_cpu = all(p.device.type == "cpu" for p in net.parameters())
+        if self.compute_dtype is not None and on_cpu and not _native_bfloat16_cpu():
+            warnings.warn(
+                "precision='bfloat16': this CPU has no native bfloat16 (AVX512-BF16/AMX); oneDNN emulates it and "
+                "CPU inference will be slower than float32.",
+                stacklevel=2,
+            )
         if reuse_memory:
             reuse_freed_memory()
-        net = copy.deepcopy(network) if copy_network else network
         net = net.eval()
+        if self.compute_dtype is not None:
+            net = net.to(dtype=self.compute_dtype)
+            _float32_norms(net)
         for p in net.parameters():
             p.requires_grad_(False)
         dims = getattr(net, "spatial_dims", 2)
@@ -276,12 +344,14 @@ class TorchFastPredictor(_StepLoop):
     def _step(
         self, x: torch.Tensor, mask: torch.Tensor, h: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = mask.to(x.dtype)  # the previous step's probabilities are float32 (see _probabilities)
         return self._module((x, mask, h))(x, mask, h)
 
     def _single(self, x: torch.Tensor) -> torch.Tensor:
         return self._module((x,))(x)
 
     def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
         if self.info["out_channels"] == 1:
             return torch.sigmoid(logits)
         return torch.softmax(logits, dim=1)
@@ -303,8 +373,9 @@ class TorchFastPredictor(_StepLoop):
         with torch.inference_mode():
             if self.info["recurrent"]:
                 self.network._check_input(x)
-            x = self._format(x)
+            x = self._format(x if self.compute_dtype is None else x.to(self.compute_dtype))
             out = self._run(x, self.steps if steps is None else steps, self.tol if tol is None else tol)
+            out = out if self.compute_dtype is None else out.float()
         # inference tensors cannot be updated in place outside inference mode (MONAI inferers do): copy once
         return out.clone(memory_format=torch.contiguous_format) if outside else out.contiguous()
 
@@ -319,6 +390,7 @@ def optimize_for_inference(
     exit_stat: str = "max",
     per_sample: bool = True,
     reuse_memory: bool = True,
+    precision: str | torch.dtype = "float32",
 ) -> TorchFastPredictor:
     """Return a fast eval-mode callable for ``network`` (see :class:`TorchFastPredictor`).
 
@@ -328,10 +400,19 @@ def optimize_for_inference(
         logits = fast(x)                             # == net.eval()(x)
         logits = fast(x, steps=1)                    # anytime
         sliding_window_inference(img, (96, 96), 16, fast)
+        fast16 = optimize_for_inference(net, precision="bfloat16")  # on CPUs with AVX512-BF16 or AMX
     """
     return TorchFastPredictor(
-        network, steps, tol, channels_last, jit, copy_network, exit_stat, per_sample, reuse_memory
+        network, steps, tol, channels_last, jit, copy_network, exit_stat, per_sample, reuse_memory, precision
     )
+
+
+def _native_bfloat16_cpu() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 _INSTANCE_NORMS = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
@@ -541,7 +622,8 @@ class FastInferer(Inferer):
         inferer: a MONAI inferer called as ``inferer(inputs, predictor)``; ``None`` calls the predictor.
         backend: ``"torch"`` (:func:`optimize_for_inference`) or ``"onnxruntime"`` (:class:`OnnxRuntimePredictor`).
         steps, tol: anytime settings (``None``: the network's steps, no early exit).
-        channels_last, jit: options of the torch backend (``jit=None``: frozen trace for a RecurrentUNet).
+        channels_last, jit, precision: options of the torch backend (``jit=None``: frozen trace for a
+            RecurrentUNet; ``precision="bfloat16"``: see :class:`TorchFastPredictor`).
         intra_op_threads, onnx_path, allow_spinning: options of the ONNX Runtime backend.
         exit_stat, per_sample: early-exit options, see :class:`TorchFastPredictor`.
         reuse_memory: keep freed memory for reuse (process-wide), see :class:`TorchFastPredictor`.
@@ -561,11 +643,17 @@ class FastInferer(Inferer):
         per_sample: bool = True,
         reuse_memory: bool = True,
         allow_spinning: bool = False,
+        precision: str = "float32",
     ) -> None:
         super().__init__()
         backend = str(backend).lower().replace("_", "")
         if backend not in BACKENDS:
             raise ValueError(f"Unknown backend {backend!r}; choose one of {BACKENDS}.")
+        if backend == "onnxruntime" and compute_dtype(precision) is not None:
+            raise ValueError(
+                f"precision={precision!r} needs backend='torch'; the ONNX Runtime path runs the float32 model."
+            )
+        self.precision = precision
         self.inferer = inferer
         self.backend = backend
         self.steps = steps
@@ -602,6 +690,7 @@ class FastInferer(Inferer):
                     exit_stat=self.exit_stat,
                     per_sample=self.per_sample,
                     reuse_memory=self.reuse_memory,
+                    precision=self.precision,
                 )
             else:
                 self._predictor = OnnxRuntimePredictor(
