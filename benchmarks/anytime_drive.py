@@ -75,7 +75,12 @@ def main() -> None:
     p.add_argument("--roi", type=int, default=96)
     p.add_argument("--sw_batch_size", type=int, default=16)
     p.add_argument("--quick", action="store_true", help="smoke run: one image, steps 1 and tol 0.05 only")
+    p.add_argument(
+        "--precision", default="float32", choices=["float32", "bfloat16"], help="torch backend only"
+    )
     args = p.parse_args()
+    if args.precision != "float32" and args.backend != "torch":
+        p.error("--precision bfloat16 needs --backend torch")
     torch.set_num_threads(args.threads)
 
     weights = Path(args.weights)
@@ -94,7 +99,7 @@ def main() -> None:
     data = [preprocessing(d) for d in drive_datalist(args.data, "training", ids=ids)]
 
     if args.backend == "torch":
-        predictor = optimize_for_inference(net)
+        predictor = optimize_for_inference(net, precision=args.precision)
     elif args.backend == "onnxruntime":
         predictor = OnnxRuntimePredictor(net, intra_op_threads=args.threads)
     else:

@@ -10,6 +10,7 @@ Usage::
 
     python benchmarks/big_raster.py --size 4000              # smoke run
     python benchmarks/big_raster.py --size 20000 --steps 1   # the full raster (400 MP)
+    python benchmarks/big_raster.py --size 20000 --precision bfloat16   # torch backend in bfloat16
 """
 
 from __future__ import annotations
@@ -83,7 +84,12 @@ def main() -> None:
         help="reuse: the fast backends keep freed memory for reuse (their default); default: stock malloc",
     )
     p.add_argument("--keep", default=None, help="folder to keep the rasters in (default: a temp folder)")
+    p.add_argument(
+        "--precision", default="float32", choices=["float32", "bfloat16"], help="torch backend only"
+    )
     args = p.parse_args()
+    if args.precision != "float32" and args.backend != "torch":
+        p.error("--precision bfloat16 needs --backend torch")
     torch.set_num_threads(args.threads)
 
     print("# Large-raster inference (benchmarks/big_raster.py)\n")
@@ -103,7 +109,7 @@ def main() -> None:
         load_state_dict_file(args.weights, net)
     reuse = args.allocator == "reuse"
     if args.backend == "torch":
-        network = optimize_for_inference(net, reuse_memory=reuse)
+        network = optimize_for_inference(net, reuse_memory=reuse, precision=args.precision)
     elif args.backend == "onnxruntime":
         network = OnnxRuntimePredictor(net, intra_op_threads=args.threads, reuse_memory=reuse)
     else:
@@ -144,6 +150,7 @@ def main() -> None:
                 "raster",
                 "MP",
                 "backend",
+                "precision",
                 "steps",
                 "threads",
                 "window",
@@ -157,6 +164,7 @@ def main() -> None:
                     f"{shape[0]}x{shape[1]}",
                     mp,
                     args.backend,
+                    args.precision,
                     args.steps,
                     args.threads,
                     args.window,

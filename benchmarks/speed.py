@@ -13,9 +13,9 @@ Backends: ``eager`` (``net.eval()`` under ``torch.inference_mode``, NCHW), ``fas
 models a frozen TorchScript trace of the step), ``fast_nojit`` (the same without the trace, optional) and
 ``onnxruntime`` (:class:`monai_rurnet.inferers.OnnxRuntimePredictor`, CPU EP, worker threads spinning between
 operators as ONNX Runtime does by default: its fastest setting when nothing else runs). Optional: ``fast_bf16``
-(``fast`` with ``precision="bfloat16"``: autocast, for every model, baselines included) and ``eager_bf16``
-(``eager`` under ``torch.autocast`` with bfloat16); their "% ceiling" is against a bfloat16 3x3-conv ceiling
-measured the same way.
+(``fast`` with ``precision="bfloat16"``: the network in bfloat16, one-channel-per-group norms in float32; for
+every model, baselines included) and ``eager_bf16`` (``eager`` under ``torch.autocast`` with bfloat16); their
+"% ceiling" is against a bfloat16 3x3-conv ceiling (under autocast) measured the same way.
 
 Allocator: the fast backends keep freed memory for reuse (:func:`monai_rurnet.inferers.reuse_freed_memory`,
 process-wide). With ``--allocator reuse`` (default) it is switched on before anything is measured, so the
@@ -165,7 +165,7 @@ def main() -> None:
     print(environment())
     print(f"command: python {' '.join(sys.argv)}")
     print(
-        f"batch 1, float32 (bfloat16 autocast for {', '.join(BF16_BACKENDS)}), repeats {args.repeats} (median, round-robin over models/backends, each timed call "
+        f"batch 1, float32 (fast_bf16: the network in bfloat16; eager_bf16: torch.autocast), repeats {args.repeats} (median, round-robin over models/backends, each timed call "
         f"right after {args.settle} untimed call(s) of the same runner), "
         f"warm-up {args.warmup}; allocator: {args.allocator} (freed memory reused: {freed_memory_reused()})\n"
     )

@@ -122,3 +122,28 @@ def test_runner_fast_path_and_flip_tta(tmp_path):
     ref[:4, :6] = 0.0
     assert np.abs(probs["tta"] - ref).max() <= 1e-4
     assert np.abs(probs["tta"] - probs["eager"]).max() > 1e-3
+
+
+def test_runner_bfloat16(tmp_path):
+    """``precision="bfloat16"`` runs the fast path in bfloat16: near the float32 probabilities, not equal."""
+    _raster(tmp_path / "in" / "t.tif", (64, 64))
+    net = _net()
+    probs = {}
+    for precision in ("float32", "bfloat16"):
+        runner = GeoTiffSegmentationRunner(
+            net,
+            tmp_path / "in",
+            tmp_path / precision,
+            roi_size=32,
+            window=64,
+            progress=False,
+            precision=precision,
+        )
+        runner.run()
+        with rasterio.open(tmp_path / precision / "t_prob.tif") as p:
+            probs[precision] = p.read(1)
+    err = np.abs(probs["bfloat16"] - probs["float32"]).max()
+    assert 0 < err <= 0.1, err  # a random network; bfloat16 keeps 8 significant bits
+    assert np.mean((probs["bfloat16"] >= 0.5) == (probs["float32"] >= 0.5)) >= 0.97
+    with pytest.raises(ValueError, match="fast=True"):
+        GeoTiffSegmentationRunner(net, tmp_path / "in", tmp_path / "x", fast=False, precision="bfloat16")
