@@ -31,13 +31,14 @@ def test_weights_load_strictly_without_pickle(bundle):
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
-def _infer(bundle: str, out: Path) -> None:
+def _infer(bundle: str, out: Path, **overrides) -> None:
     run(
         config_file=str(ROOT / "bundles" / bundle / "configs" / "inference.json"),
         bundle_root=str(ROOT / "bundles" / bundle),
         output_dir=str(out),
         device="$torch.device('cpu')",
         progress=False,
+        **overrides,
     )
 
 
@@ -68,3 +69,23 @@ def test_handseg_samples_hand_fraction(tmp_path):
     for src in sorted((ROOT / "bundles" / "handseg" / "sample_data").glob("*.png")):
         seg = np.asarray(Image.open(next(tmp_path.glob(f"{src.stem}_seg.*")))) > 0
         assert 0.02 <= seg.mean() <= 0.60, f"{src.name}: hand fraction {seg.mean():.3f}"
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    if path.suffix == ".png":
+        return np.asarray(Image.open(path)) > 0
+    with rasterio.open(path) as f:
+        return f.read(1) > 0
+
+
+@pytest.mark.parametrize("bundle,pattern", [("retina_drive", "*_seg.png"), ("massroads", "*_seg.tif")])
+def test_bfloat16_inference_agrees_with_float32(tmp_path, bundle, pattern):
+    """``--precision bfloat16`` (the network in bfloat16 on the fast path) segments the shipped samples as
+    float32 does, up to a few boundary pixels."""
+    for precision in ("float32", "bfloat16"):
+        _infer(bundle, tmp_path / precision, precision=precision, flip_tta=False)
+    outs = sorted((tmp_path / "float32").glob(pattern))
+    assert outs
+    for a in outs:
+        sa, sb = (_read_mask(d / a.name) for d in (tmp_path / "float32", tmp_path / "bfloat16"))
+        assert sa.any() and np.mean(sa == sb) >= 0.995, f"{a.name}: {np.mean(sa == sb):.4f} of pixels agree"
