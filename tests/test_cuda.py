@@ -58,6 +58,18 @@ def test_network_on_cuda_matches_cpu(name, kw, shape):
     _close(steps[-1], ref)
 
 
+def test_bfloat16_fast_path_on_cuda():
+    """``precision="bfloat16"`` on the GPU: float32 logits near the float32 network's (as on the CPU)."""
+    net = _net("dru", level=4, steps=3).cuda()
+    x = torch.randn(2, 3, 64, 96, device="cuda")
+    with torch.inference_mode():
+        ref = net(x)
+    out = optimize_for_inference(net, precision="bfloat16")(x)
+    assert out.is_cuda and out.dtype == torch.float32
+    _close(out, ref, tol=0.08)
+    assert float((out.argmax(1) == ref.argmax(1)).float().mean()) >= 0.97
+
+
 @pytest.mark.parametrize("jit", [False, None])
 def test_fast_path_on_cuda(jit):
     net = _net("dru", level=4, steps=3).cuda()
