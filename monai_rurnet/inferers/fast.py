@@ -7,8 +7,8 @@ anytime inference: the recurrent loop stays in Python around one exported/optimi
 - :func:`optimize_for_inference` returns a :class:`TorchFastPredictor`: eval mode, ``torch.inference_mode``,
   channels-last memory format (optional), only the last step's logits kept, and (by default for a
   :class:`RecurrentUNet`) a frozen TorchScript trace of the step, which removes the per-layer Python overhead.
-  ``precision="bfloat16"`` runs the network in bfloat16 with float32 normalisation layers (opt-in; faster on
-  CPUs with AVX512-BF16 or AMX).
+  ``precision="bfloat16"`` runs the network in bfloat16, its one-channel-per-group norms in float32 (opt-in;
+  faster on CPUs with AVX512-BF16 or AMX).
 - :class:`OnnxRuntimePredictor` exports the step (opset >= 17, dynamic batch and spatial axes) and runs it
   with ONNX Runtime's CPU execution provider.
 - :class:`FastInferer` wraps any MONAI inferer (e.g. ``SlidingWindowInferer``) and builds one of the two
@@ -649,7 +649,7 @@ class FastInferer(Inferer):
         backend = str(backend).lower().replace("_", "")
         if backend not in BACKENDS:
             raise ValueError(f"Unknown backend {backend!r}; choose one of {BACKENDS}.")
-        if backend == "onnxruntime" and compute_dtype(precision) is not None:
+        if compute_dtype(precision) is not None and backend == "onnxruntime":  # also names a bad precision
             raise ValueError(
                 f"precision={precision!r} needs backend='torch'; the ONNX Runtime path runs the float32 model."
             )

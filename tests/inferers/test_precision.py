@@ -69,6 +69,8 @@ def test_precision_errors():
         compute_dtype("float16")
     with pytest.raises(ValueError, match="backend='torch'"):
         FastInferer(backend="onnxruntime", precision="bfloat16")
+    with pytest.raises(ValueError, match="Unknown precision 'half'"):
+        FastInferer(precision="half")  # at construction, not at the first call
 
 
 def test_warns_without_native_bfloat16(net, monkeypatch):
