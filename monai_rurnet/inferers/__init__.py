@@ -31,6 +31,7 @@ from monai_rurnet.inferers.geotiff_runner import (
 )
 
 __all__ += ["GEO_SUFFIXES", "GeoTiffOutputs", "GeoTiffSegmentationRunner", "segment_raster"]
+from monai_rurnet.inferers.autocast import AutocastInferer  # noqa: E402
 from monai_rurnet.inferers.ensemble import FlipEnsembleInferer  # noqa: E402
 from monai_rurnet.inferers.fast import (  # noqa: E402
     PRECISIONS,
@@ -43,6 +44,7 @@ from monai_rurnet.inferers.fast import (  # noqa: E402
 from monai_rurnet.inferers.memory import freed_memory_reused, reuse_freed_memory  # noqa: E402
 
 __all__ += [
+    "AutocastInferer",
     "PRECISIONS",
     "FastInferer",
     "OnnxRuntimePredictor",

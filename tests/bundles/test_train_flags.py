@@ -47,3 +47,17 @@ def test_loader_workers_persist_between_epochs(workers, persistent):
     parser.read_config([str(ROOT / "configs" / "train_base.json")])
     parser["num_workers"] = workers
     assert parser.get_parsed_content("train#dataloader#persistent_workers") is persistent
+
+
+@pytest.mark.parametrize("precision,dtype", [("float32", None), ("bfloat16", "bfloat16")])
+def test_train_precision(precision, dtype):
+    """``--train_precision bfloat16`` runs the training forward passes under autocast; float32 by default."""
+    from monai_rurnet.inferers import AutocastInferer
+
+    parser = ConfigParser()
+    parser.read_config([str(ROOT / "configs" / "train_base.json")])
+    assert parser["train_precision"] == "float32"
+    parser["train_precision"] = precision
+    inferer = parser.get_parsed_content("train#inferer")
+    assert isinstance(inferer, AutocastInferer)
+    assert (inferer.dtype is None) if dtype is None else str(inferer.dtype) == f"torch.{dtype}"
