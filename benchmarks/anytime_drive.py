@@ -26,7 +26,7 @@ from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 
 from monai_rurnet.data import drive_datalist
-from monai_rurnet.inferers.fast import OnnxRuntimePredictor, optimize_for_inference
+from monai_rurnet.inferers.fast import PRECISIONS, OnnxRuntimePredictor, optimize_for_inference
 from monai_rurnet.metrics import VesselMetrics, apply_fov
 from monai_rurnet.networks import build_network
 from monai_rurnet.utils import load_state_dict_file
@@ -75,9 +75,7 @@ def main() -> None:
     p.add_argument("--roi", type=int, default=96)
     p.add_argument("--sw_batch_size", type=int, default=16)
     p.add_argument("--quick", action="store_true", help="smoke run: one image, steps 1 and tol 0.05 only")
-    p.add_argument(
-        "--precision", default="float32", choices=["float32", "bfloat16"], help="torch backend only"
-    )
+    p.add_argument("--precision", default="float32", choices=list(PRECISIONS), help="torch backend only")
     args = p.parse_args()
     if args.precision != "float32" and args.backend != "torch":
         p.error("--precision bfloat16 needs --backend torch")

@@ -29,7 +29,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from monai_rurnet.data.synthetic import synthetic_roads
-from monai_rurnet.inferers.fast import OnnxRuntimePredictor, optimize_for_inference
+from monai_rurnet.inferers.fast import PRECISIONS, OnnxRuntimePredictor, optimize_for_inference
 from monai_rurnet.inferers.geotiff_runner import segment_raster
 from monai_rurnet.networks import build_network
 from monai_rurnet.utils import load_state_dict_file
@@ -84,9 +84,7 @@ def main() -> None:
         help="reuse: the fast backends keep freed memory for reuse (their default); default: stock malloc",
     )
     p.add_argument("--keep", default=None, help="folder to keep the rasters in (default: a temp folder)")
-    p.add_argument(
-        "--precision", default="float32", choices=["float32", "bfloat16"], help="torch backend only"
-    )
+    p.add_argument("--precision", default="float32", choices=list(PRECISIONS), help="torch backend only")
     args = p.parse_args()
     if args.precision != "float32" and args.backend != "torch":
         p.error("--precision bfloat16 needs --backend torch")

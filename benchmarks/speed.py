@@ -165,7 +165,8 @@ def main() -> None:
     print(environment())
     print(f"command: python {' '.join(sys.argv)}")
     print(
-        f"batch 1, float32 (fast_bf16: the network in bfloat16; eager_bf16: torch.autocast), repeats {args.repeats} (median, round-robin over models/backends, each timed call "
+        "batch 1, float32 (fast_bf16: the network in bfloat16; eager_bf16: torch.autocast), "
+        f"repeats {args.repeats} (median, round-robin over models/backends, each timed call "
         f"right after {args.settle} untimed call(s) of the same runner), "
         f"warm-up {args.warmup}; allocator: {args.allocator} (freed memory reused: {freed_memory_reused()})\n"
     )

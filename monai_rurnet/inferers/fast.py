@@ -286,8 +286,8 @@ class TorchFastPredictor(_StepLoop):
         super().__init__(exit_stat, per_sample)
         self.compute_dtype = compute_dtype(precision)
         net = copy.deepcopy(network) if copy_network else network
-        on_cpu = all(p.device.type == "cpu" for p in net.parameters())
-        if self.compute_dtype is not None and on_cpu and not _native_bfloat16_cpu():
+        bf16_on_cpu = self.compute_dtype is not None and all(p.device.type == "cpu" for p in net.parameters())
+        if bf16_on_cpu and not _native_bfloat16_cpu():
             warnings.warn(
                 "precision='bfloat16': this CPU has no native bfloat16 (AVX512-BF16/AMX); oneDNN emulates it and "
                 "CPU inference will be slower than float32.",
