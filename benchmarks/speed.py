@@ -10,7 +10,8 @@ time is reported as a ratio to one BasicUNet(features=(8, 16, 32, 64, 128, 8)) f
 
 Backends: ``eager`` (``net.eval()`` under ``torch.inference_mode``, NCHW), ``fast``
 (:func:`monai_rurnet.inferers.optimize_for_inference` with its defaults: channels-last, and for the recurrent
-models a frozen TorchScript trace of the step), ``fast_nojit`` (the same without the trace, optional) and
+models a frozen TorchScript trace of the step), ``fast_nojit`` (the same without the trace, optional),
+``fast_exact`` (``fast`` with ``exact_norms=True``: group norms with exact two-pass statistics, optional) and
 ``onnxruntime`` (:class:`monai_rurnet.inferers.OnnxRuntimePredictor`, CPU EP, worker threads spinning between
 operators as ONNX Runtime does by default: its fastest setting when nothing else runs). Optional: ``fast_bf16``
 (``fast`` with ``precision="bfloat16"``: the network in bfloat16, one-channel-per-group norms in float32; for
@@ -121,6 +122,8 @@ def make_runner(
         return optimize_for_inference(net, reuse_memory=reuse)
     if backend == "fast_bf16":
         return optimize_for_inference(net, reuse_memory=reuse, precision="bfloat16")
+    if backend == "fast_exact":
+        return optimize_for_inference(net, reuse_memory=reuse, exact_norms=True)
     if backend == "fast_nojit":
         return optimize_for_inference(net, jit=False, reuse_memory=reuse)
     if backend == "onnxruntime":

@@ -35,6 +35,7 @@ import torch.nn as nn
 from monai.inferers import Inferer
 
 from monai_rurnet.inferers.memory import reuse_freed_memory
+from monai_rurnet.inferers.norms import channels_last_norms
 from monai_rurnet.networks.rurnet import RecurrentUNet, check_spatial_size
 
 __all__ = [
@@ -251,7 +252,9 @@ class TorchFastPredictor(_StepLoop):
         network: a :class:`RecurrentUNet` (anytime loop over :meth:`RecurrentUNet.step`) or any module.
         steps: default number of steps (``None``: the network's own); overridable per call.
         tol: default early-exit tolerance (max abs change of the probabilities between two steps).
-        channels_last: run in the channels-last memory format (faster oneDNN convolutions and pooling on CPU).
+        channels_last: run in the channels-last memory format (faster oneDNN convolutions and pooling on CPU);
+            instance norms then run as :class:`~monai_rurnet.inferers.norms.TwoPassGroupNorm` (same outputs;
+            PyTorch's channels-last instance norm is 4-6x slower: MONAI ``BasicUNet``'s fast path 1.5x faster).
         jit: trace the step with TorchScript and freeze it (``torch.jit.freeze``) on the first call: no Python
             overhead per layer (DRU(4) T=3, 2 threads: 7% faster at 224x304, 3% at 576x576; identical outputs).
             ``None`` (default): on for a :class:`RecurrentUNet`, whose step is traced once on a small input and
@@ -268,6 +271,12 @@ class TorchFastPredictor(_StepLoop):
             and the returned logits are float32. Opt-in: outputs differ from float32 by bfloat16's rounding
             (benchmarks/README.md measures speed and DRIVE accuracy); warns on a CPU without native bfloat16
             (oneDNN then emulates it, slower than float32).
+        exact_norms: with ``channels_last``, run group norms as
+            :class:`~monai_rurnet.inferers.norms.TwoPassGroupNorm` too: outputs then match the NCHW reference to
+            float32 rounding at any size. Off by default: PyTorch's channels-last group-norm kernel loses
+            precision on large inputs (the shipped DRIVE DRU(4): logits within 4e-3 of float64 on a 576x560
+            image instead of 3e-5; masks unchanged) but is faster (exact: +5-11% time for DRU(4) T=3 at 2
+            bound threads, more when OpenMP threads are not bound; benchmarks/README.md).
     """
 
     def __init__(
@@ -282,6 +291,7 @@ class TorchFastPredictor(_StepLoop):
         per_sample: bool = True,
         reuse_memory: bool = True,
         precision: str | torch.dtype = "float32",
+        exact_norms: bool = False,
     ) -> None:
         super().__init__(exit_stat, per_sample)
         self.compute_dtype = compute_dtype(precision)
@@ -298,6 +308,9 @@ class TorchFastPredictor(_StepLoop):
         net = net.eval()
         if self.compute_dtype is not None:
             net = net.to(dtype=self.compute_dtype)
+        if channels_last:
+            channels_last_norms(net, exact=exact_norms)
+        if self.compute_dtype is not None:
             _float32_norms(net)
         for p in net.parameters():
             p.requires_grad_(False)
@@ -391,6 +404,7 @@ def optimize_for_inference(
     per_sample: bool = True,
     reuse_memory: bool = True,
     precision: str | torch.dtype = "float32",
+    exact_norms: bool = False,
 ) -> TorchFastPredictor:
     """Return a fast eval-mode callable for ``network`` (see :class:`TorchFastPredictor`).
 
@@ -403,7 +417,17 @@ def optimize_for_inference(
         fast16 = optimize_for_inference(net, precision="bfloat16")  # on CPUs with AVX512-BF16 or AMX
     """
     return TorchFastPredictor(
-        network, steps, tol, channels_last, jit, copy_network, exit_stat, per_sample, reuse_memory, precision
+        network,
+        steps,
+        tol,
+        channels_last,
+        jit,
+        copy_network,
+        exit_stat,
+        per_sample,
+        reuse_memory,
+        precision,
+        exact_norms,
     )
 
 
@@ -622,8 +646,8 @@ class FastInferer(Inferer):
         inferer: a MONAI inferer called as ``inferer(inputs, predictor)``; ``None`` calls the predictor.
         backend: ``"torch"`` (:func:`optimize_for_inference`) or ``"onnxruntime"`` (:class:`OnnxRuntimePredictor`).
         steps, tol: anytime settings (``None``: the network's steps, no early exit).
-        channels_last, jit, precision: options of the torch backend (``jit=None``: frozen trace for a
-            RecurrentUNet; ``precision="bfloat16"``: see :class:`TorchFastPredictor`).
+        channels_last, jit, precision, exact_norms: options of the torch backend (``jit=None``: frozen trace
+            for a RecurrentUNet; ``precision="bfloat16"``, ``exact_norms``: see :class:`TorchFastPredictor`).
         intra_op_threads, onnx_path, allow_spinning: options of the ONNX Runtime backend.
         exit_stat, per_sample: early-exit options, see :class:`TorchFastPredictor`.
         reuse_memory: keep freed memory for reuse (process-wide), see :class:`TorchFastPredictor`.
@@ -644,6 +668,7 @@ class FastInferer(Inferer):
         reuse_memory: bool = True,
         allow_spinning: bool = False,
         precision: str = "float32",
+        exact_norms: bool = False,
     ) -> None:
         super().__init__()
         backend = str(backend).lower().replace("_", "")
@@ -654,6 +679,7 @@ class FastInferer(Inferer):
                 f"precision={precision!r} needs backend='torch'; the ONNX Runtime path runs the float32 model."
             )
         self.precision = precision
+        self.exact_norms = exact_norms
         self.inferer = inferer
         self.backend = backend
         self.steps = steps
@@ -691,6 +717,7 @@ class FastInferer(Inferer):
                     per_sample=self.per_sample,
                     reuse_memory=self.reuse_memory,
                     precision=self.precision,
+                    exact_norms=self.exact_norms,
                 )
             else:
                 self._predictor = OnnxRuntimePredictor(
