@@ -42,10 +42,13 @@ class TwoPassGroupNorm(nn.Module):
         self.num_groups = num_groups
         self.num_channels = num_channels
         self.eps = float(eps)
-        w = torch.ones(num_channels) if weight is None else weight.detach().float().clone()
-        b = torch.zeros(num_channels) if bias is None else bias.detach().float().clone()
-        self.weight = nn.Parameter(w, requires_grad=False)
-        self.bias = nn.Parameter(b, requires_grad=False)
+        if (weight is None) != (bias is None):
+            raise ValueError("Give both weight and bias (an affine norm) or neither.")
+        self.affine = weight is not None
+        self.weight = (
+            nn.Parameter(weight.detach().float().clone(), requires_grad=False) if self.affine else None
+        )
+        self.bias = nn.Parameter(bias.detach().float().clone(), requires_grad=False) if self.affine else None
 
     @classmethod
     def from_norm(cls, norm: nn.Module) -> TwoPassGroupNorm:
@@ -61,8 +64,7 @@ class TwoPassGroupNorm(nn.Module):
             )
         weight = norm.weight if norm.affine else None
         bias = norm.bias if norm.affine else None
-        out = cls(groups, channels, norm.eps, weight, bias)
-        return out.to(device=norm.weight.device) if norm.affine else out
+        return cls(groups, channels, norm.eps, weight, bias)
 
     def _per_group(self, per_channel: torch.Tensor) -> torch.Tensor:
         """``(B, C, 1, ...)`` per-channel values -> the mean over each channel's group, same shape."""
@@ -79,13 +81,14 @@ class TwoPassGroupNorm(nn.Module):
         dims = list(range(2, x.dim()))
         mean = self._per_group(xf.mean(dim=dims, keepdim=True))
         d = xf - mean
-        var = self._per_group((d * d).mean(dim=dims, keepdim=True))
+        scale = torch.rsqrt(self._per_group((d * d).mean(dim=dims, keepdim=True)) + self.eps)
+        if self.weight is None or self.bias is None:
+            return (d * scale).to(dtype)
         shape = [1, self.num_channels] + [1] * len(dims)
-        scale = torch.rsqrt(var + self.eps) * self.weight.view(shape)
-        return torch.addcmul(self.bias.view(shape), d, scale).to(dtype)
+        return torch.addcmul(self.bias.view(shape), d, scale * self.weight.view(shape)).to(dtype)
 
     def extra_repr(self) -> str:
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}"
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
 
 
 def _is_instance_norm(m: nn.Module) -> bool:

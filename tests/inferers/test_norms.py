@@ -76,6 +76,8 @@ def test_two_pass_group_norm_errors():
         TwoPassGroupNorm.from_norm(nn.InstanceNorm2d(8, track_running_stats=True))
     with pytest.raises(ValueError, match="divisible"):
         TwoPassGroupNorm(3, 8)
+    with pytest.raises(ValueError, match="both weight and bias"):
+        TwoPassGroupNorm(2, 8, weight=torch.ones(8))
 
 
 def test_channels_last_norms_conversions():
