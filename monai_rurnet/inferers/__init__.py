@@ -42,6 +42,7 @@ from monai_rurnet.inferers.fast import (  # noqa: E402
     optimize_for_inference,
 )
 from monai_rurnet.inferers.memory import freed_memory_reused, reuse_freed_memory  # noqa: E402
+from monai_rurnet.inferers.norms import TwoPassGroupNorm  # noqa: E402
 
 __all__ += [
     "AutocastInferer",
@@ -54,4 +55,5 @@ __all__ += [
     "reuse_freed_memory",
     "FlipEnsembleInferer",
     "freed_memory_reused",
+    "TwoPassGroupNorm",
 ]

@@ -275,8 +275,8 @@ class TorchFastPredictor(_StepLoop):
             :class:`~monai_rurnet.inferers.norms.TwoPassGroupNorm` too: outputs then match the NCHW reference to
             float32 rounding at any size. Off by default: PyTorch's channels-last group-norm kernel loses
             precision on large inputs (the shipped DRIVE DRU(4): logits within 4e-3 of float64 on a 576x560
-            image instead of 3e-5; masks unchanged) but is faster (exact: +5-11% time for DRU(4) T=3 at 2
-            bound threads, more when OpenMP threads are not bound; benchmarks/README.md).
+            image instead of 3e-5; masks unchanged) but faster (exact: DRU(4) T=3 +11-14% time at 224x304 and
+            576x576, +38% at 1024x1024 with 2 threads, +4-9% with 1 thread; benchmarks/README.md).
     """
 
     def __init__(
