@@ -6,7 +6,8 @@ outputs (float32, 8 channels at 576x576, mean 10, std 1: max error 2e-3 to 8e-3 
 kernel 1e-6). The shipped DRIVE DRU(4)'s logits on a 576x560 image drift by 4e-3 (NCHW eager: 3e-5); its
 masks do not change measurably. Its channels-last instance norm is exact but 4-6x slower.
 :class:`TwoPassGroupNorm` is exact (two-pass statistics from per-channel means) at about 1.6x the time of the
-fast kernel in isolation; the fast path uses it when asked (``exact_norms=True``).
+fast kernel in isolation; the fast path uses it for instance norms always, for group norms when asked
+(``exact_norms=True``).
 """
 
 from __future__ import annotations
