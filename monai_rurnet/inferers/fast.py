@@ -35,7 +35,7 @@ import torch.nn as nn
 from monai.inferers import Inferer
 
 from monai_rurnet.inferers.memory import reuse_freed_memory
-from monai_rurnet.inferers.norms import channels_last_norms
+from monai_rurnet.inferers.norms import channels_last_norms, replace_modules
 from monai_rurnet.networks.rurnet import RecurrentUNet, check_spatial_size
 
 __all__ = [
@@ -94,11 +94,13 @@ class Float32Norm(nn.Module):
 
 def _float32_norms(module: nn.Module) -> None:
     """Wrap the normalisation layers under ``module`` that are slow in bfloat16 in :class:`Float32Norm`."""
-    for name, child in module.named_children():
-        if _slow_in_bfloat16(child):
-            setattr(module, name, Float32Norm(child))
-        elif not isinstance(child, Float32Norm):
-            _float32_norms(child)
+
+    def convert(m: nn.Module) -> nn.Module | None:
+        if isinstance(m, Float32Norm):  # already wrapped: leave it, do not wrap its norm again
+            return m
+        return Float32Norm(m) if _slow_in_bfloat16(m) else None
+
+    replace_modules(module, convert)
 
 
 def _plain(x: torch.Tensor) -> torch.Tensor:
@@ -308,9 +310,9 @@ class TorchFastPredictor(_StepLoop):
         net = net.eval()
         if self.compute_dtype is not None:
             net = net.to(dtype=self.compute_dtype)
-        if channels_last:
+        if channels_last:  # after the cast: the two-pass norms keep float32 parameters
             channels_last_norms(net, exact=exact_norms)
-        if self.compute_dtype is not None:
+        if self.compute_dtype is not None:  # the one-channel-per-group group norms still left
             _float32_norms(net)
         for p in net.parameters():
             p.requires_grad_(False)
@@ -447,15 +449,17 @@ def _instance_norms_for_export(module: nn.Module, spatial_dims: int) -> None:
     ``InstanceNorm``: the exporter writes GroupNorm as Reshape -> InstanceNormalization -> Reshape -> Mul -> Add,
     the instance norm as one InstanceNormalization node (about 20% less ONNX Runtime time for DRU(4) at 576x576,
     whose full-resolution levels have 8 channels in 8 groups). Exact in eval mode."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.GroupNorm) and child.num_groups == child.num_channels and child.affine:
-            norm = _INSTANCE_NORMS[spatial_dims](child.num_channels, eps=child.eps, affine=True)
-            with torch.no_grad():
-                norm.weight.copy_(child.weight)
-                norm.bias.copy_(child.bias)
-            setattr(module, name, norm)
-        else:
-            _instance_norms_for_export(child, spatial_dims)
+
+    def convert(m: nn.Module) -> nn.Module | None:
+        if not (isinstance(m, nn.GroupNorm) and m.num_groups == m.num_channels and m.affine):
+            return None
+        norm = _INSTANCE_NORMS[spatial_dims](m.num_channels, eps=m.eps, affine=True)
+        with torch.no_grad():
+            norm.weight.copy_(m.weight)
+            norm.bias.copy_(m.bias)
+        return norm
+
+    replace_modules(module, convert)
 
 
 def export_step_onnx(

@@ -12,10 +12,12 @@ fast kernel in isolation; the fast path uses it for instance norms always, for g
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn as nn
 
-__all__ = ["TwoPassGroupNorm", "channels_last_norms"]
+__all__ = ["TwoPassGroupNorm", "channels_last_norms", "replace_modules"]
 
 
 class TwoPassGroupNorm(nn.Module):
@@ -96,6 +98,17 @@ def _is_instance_norm(m: nn.Module) -> bool:
     return isinstance(m, nn.modules.instancenorm._InstanceNorm) and not m.track_running_stats
 
 
+def replace_modules(module: nn.Module, convert: Callable[[nn.Module], nn.Module | None]) -> None:
+    """Replace, in place, each submodule of ``module`` by ``convert(submodule)``; where that is ``None``, look
+    inside the submodule instead (a replacement is not looked into)."""
+    for name, child in module.named_children():
+        new = convert(child)
+        if new is None:
+            replace_modules(child, convert)
+        else:
+            setattr(module, name, new)
+
+
 def channels_last_norms(module: nn.Module, exact: bool = False) -> None:
     """Prepare, in place, the normalisations under ``module`` for channels-last inference.
 
@@ -103,8 +116,10 @@ def channels_last_norms(module: nn.Module, exact: bool = False) -> None:
     PyTorch's channels-last instance norm: MONAI ``BasicUNet``'s fast path 1.5x faster in all); group norms
     too with ``exact=True``, otherwise they keep PyTorch's faster but less precise kernel.
     """
-    for name, child in module.named_children():
-        if _is_instance_norm(child) or (exact and isinstance(child, nn.GroupNorm)):
-            setattr(module, name, TwoPassGroupNorm.from_norm(child))
-        else:
-            channels_last_norms(child, exact)
+
+    def convert(m: nn.Module) -> nn.Module | None:
+        if _is_instance_norm(m) or (exact and isinstance(m, nn.GroupNorm)):
+            return TwoPassGroupNorm.from_norm(m)
+        return None
+
+    replace_modules(module, convert)
