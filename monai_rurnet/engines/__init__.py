@@ -8,6 +8,7 @@ from monai_rurnet.engines.handlers import (
     OverlaySaver,
     ResumableCheckpoint,
 )
+from monai_rurnet.engines.distributed import shutdown_distributed
 
 __all__ = [
     "BestModelSaver",
@@ -16,4 +17,5 @@ __all__ = [
     "NaNLossGuard",
     "OverlaySaver",
     "ResumableCheckpoint",
+    "shutdown_distributed",
 ]

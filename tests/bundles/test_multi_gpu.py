@@ -35,3 +35,25 @@ def test_two_process_gloo_training(tmp_path: Path):
     assert ckpt["epoch"] == 2, proc.stdout[-2000:]
     # rank 0 writes weights without the DistributedDataParallel "module." prefix
     load_state_dict_file(tmp_path / "work" / "models" / "model.pt", build_network("dru", **NETWORK_ARGS))
+
+
+def test_shutdown_distributed_releases_the_group(monkeypatch: pytest.MonkeyPatch):
+    import socket
+
+    import torch.distributed as dist
+
+    from monai_rurnet.engines import shutdown_distributed
+
+    shutdown_distributed(torch.nn.Linear(2, 2))  # no process group: a no-op
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    net = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 4))
+    net(torch.randn(2, 4)).sum().backward()
+    shutdown_distributed(net)
+    assert not dist.is_initialized()
+    assert not any(hasattr(net, name) for name in ("reducer", "logger", "process_group"))
+    assert net.module.weight.grad is not None  # the wrapped model is untouched
