@@ -1,5 +1,6 @@
 """Shared training/evaluation machinery (ignite handlers) used by every bundle."""
 
+from monai_rurnet.engines.distributed import shutdown_distributed
 from monai_rurnet.engines.handlers import (
     BestModelSaver,
     GradientClipHandler,
@@ -8,7 +9,6 @@ from monai_rurnet.engines.handlers import (
     OverlaySaver,
     ResumableCheckpoint,
 )
-from monai_rurnet.engines.distributed import shutdown_distributed
 
 __all__ = [
     "BestModelSaver",
