@@ -38,22 +38,22 @@ def test_two_process_gloo_training(tmp_path: Path):
 
 
 def test_shutdown_distributed_releases_the_group(monkeypatch: pytest.MonkeyPatch):
-    import socket
-
     import torch.distributed as dist
 
     from monai_rurnet.engines import shutdown_distributed
+    from monai_rurnet.label import free_port
 
     shutdown_distributed(torch.nn.Linear(2, 2))  # no process group: a no-op
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(port))
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
     dist.init_process_group("gloo", rank=0, world_size=1)
-    net = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 4))
-    net(torch.randn(2, 4)).sum().backward()
-    shutdown_distributed(net)
-    assert not dist.is_initialized()
+    try:
+        net = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 4))
+        net(torch.randn(2, 4)).sum().backward()
+        shutdown_distributed(net)
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():  # do not leave a group behind for the other tests if the call failed
+            dist.destroy_process_group()
     assert not any(hasattr(net, name) for name in ("reducer", "logger", "process_group"))
     assert net.module.weight.grad is not None  # the wrapped model is untouched
