@@ -17,7 +17,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
+import copy
+from collections import Counter, defaultdict
 
 import torch
 from _common import environment, median_time, table
@@ -27,7 +28,6 @@ from monai_rurnet.inferers import optimize_for_inference, reuse_freed_memory
 from monai_rurnet.networks import build_network
 
 _CONVS = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
-WIDTHS = (8, 16, 32, 64, 128, 256, 2)  # DRU(4)'s output channels: levels 0-4, the cell's gates, the head
 
 
 def record_convs(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[torch.nn.Module, torch.Size]]:
@@ -47,34 +47,17 @@ def record_convs(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[torch.nn.M
     return calls
 
 
-def conv_flops(module: torch.nn.Module, shape: torch.Size) -> float:
-    with torch.inference_mode(), torch.utils.flop_counter.FlopCounterMode(display=False) as fc:
-        module(torch.zeros(shape))
-    return float(fc.get_total_flops())
-
-
 def time_convs_alone(
     calls: list[tuple[torch.nn.Module, torch.Size]], dtype: torch.dtype, repeats: int
 ) -> tuple[float, dict[int, float]]:
     """Sum of the median times (s) of each distinct (conv, shape) run alone, times its number of calls; and
     the same split by output channels."""
-    counts: dict[tuple[int, torch.Size], int] = defaultdict(int)
-    modules = {}
-    for m, shape in calls:
-        counts[(id(m), shape)] += 1
-        modules[id(m)] = m
+    counts = Counter((id(m), shape) for m, shape in calls)
+    modules = {id(m): m for m, _ in calls}
     total, by_width = 0.0, defaultdict(float)
     for (mid, shape), n in counts.items():
         conv = modules[mid]
-        c = type(conv)(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            bias=conv.bias is not None,
-        )
-        c = c.to(dtype=dtype, memory_format=torch.channels_last).eval()
+        c = copy.deepcopy(conv).to(dtype=dtype, memory_format=torch.channels_last).eval()
         inp = torch.randn(shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             med, _ = median_time(lambda: c(inp), repeats, warmup=3)  # noqa: B023 (called right here)
@@ -104,7 +87,7 @@ def main() -> None:
             h, w = parse_size(size)
             x = torch.randn(1, 3, h, w)
             calls = record_convs(dru, x)
-            flops = sum(conv_flops(m, s) for m, s in calls)
+            flops = sum(count_flops(m, torch.zeros(s)) for m, s in calls)
             coverage = flops / count_flops(dru, x)
 
             def peer_eager(x: torch.Tensor = x) -> torch.Tensor:
@@ -127,13 +110,10 @@ def main() -> None:
                         t_fast * 1e3,
                         t_peer * 1e3,
                         bound / t_peer,
-                        flops / ceiling / 1e9 * 1e3 / (t_peer * 1e3),
+                        flops / (ceiling * 1e9) / t_peer,
                     ]
                 )
-                split_rows.append(
-                    [threads, size, precision]
-                    + [f"{split.get(c, 0.0) * 1e3:.2f} ({split.get(c, 0.0) / bound:.0%})" for c in WIDTHS]
-                )
+                split_rows.append((threads, size, precision, bound, split))
     print()
     print(
         table(
@@ -153,8 +133,18 @@ def main() -> None:
         )
     )
     print()
+    widths = sorted({c for *_, split in split_rows for c in split})
     print("Time of the convolutions alone (bound) by output channels, ms (share):")
-    print(table(["threads", "size", "conv precision"] + [f"{c} ch" for c in WIDTHS], split_rows))
+    print(
+        table(
+            ["threads", "size", "conv precision"] + [f"{c} ch" for c in widths],
+            [
+                [threads, size, precision]
+                + [f"{split.get(c, 0.0) * 1e3:.2f} ({split.get(c, 0.0) / bound:.0%})" for c in widths]
+                for threads, size, precision, bound, split in split_rows
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":
