@@ -73,7 +73,7 @@ def load_state_dict_file(path: str | os.PathLike, network: torch.nn.Module | Non
     """Load a weights file with ``torch.load(weights_only=True)`` and, given ``network``, load it strictly.
 
     Accepts a bare ``state_dict`` or a checkpoint dict holding one under ``"network"``/``"model"``/``"state_dict"``.
-    Raises a ``ValueError`` naming the file when it is not a checkpoint of this network.
+    Raises a ``ValueError`` naming the file when it is not a checkpoint of this network or holds NaN/Inf weights.
     """
     path = Path(path)
     if not path.is_file():
@@ -89,6 +89,12 @@ def load_state_dict_file(path: str | os.PathLike, network: torch.nn.Module | Non
                 break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path}: does not hold a state_dict (a dict of tensors).")
+    bad = [k for k, v in obj.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(
+            f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[:3]}); the file is "
+            "corrupt or comes from a diverged training run. Use another checkpoint."
+        )
     if network is not None:
         try:
             result = network.load_state_dict(obj, strict=False)

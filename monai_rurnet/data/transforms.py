@@ -34,7 +34,8 @@ from monai.transforms import (
 
 from monai_rurnet.data.retina import fov_mask_from_image
 from monai_rurnet.data.roads import MarkVoidd
-from monai_rurnet.metrics.utils import IGNORE_VALUE
+from monai_rurnet.metrics.utils import IGNORE_VALUE, binarize_label
+from monai_rurnet.transforms.checks import item_name
 
 __all__ = [
     "NormalizeInFOVd",
@@ -145,23 +146,35 @@ class AddFOVMaskd(MapTransform):
 
 
 class Binarized(MapTransform):
-    """Binarise labels/masks to float {0, 1}: ``x > threshold``; ``threshold=None`` uses 0.5 for data in
-    [0, 1] and 127 otherwise (so 0/255 files and lossy JPEG masks both work)."""
+    """Binarise labels/masks read from files to float {0, 1} (see :func:`~monai_rurnet.metrics.binarize_label`).
+
+    ``threshold=None``: foreground is any value > 0 (0/1 and 0/255 files both work) and an item holding more
+    than two distinct values fails with its file named; a number: foreground is ``x > threshold`` (grey or
+    lossy JPEG masks; ``threshold=0`` takes every non-zero pixel, as for FOV masks). With ``require_nonempty``
+    an item without any foreground pixel (e.g. an empty FOV mask) fails with its file named.
+    """
 
     def __init__(
-        self, keys: KeysCollection, threshold: float | None = None, allow_missing_keys: bool = False
+        self,
+        keys: KeysCollection,
+        threshold: float | None = None,
+        require_nonempty: bool = False,
+        allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
         self.threshold = threshold
+        self.require_nonempty = require_nonempty
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            x = _plain(d[key])
-            thr = self.threshold
-            if thr is None:
-                thr = 0.5 if float(x.max()) <= 1.0 else 127.0
-            d[key] = _like((x > thr).to(torch.float32), d[key])
+            name = item_name(d, key)
+            fg = binarize_label(_plain(d[key]), name, self.threshold)
+            if self.require_nonempty and not bool(fg.any()):
+                raise ValueError(
+                    f"{name}: the mask is empty (no non-zero pixel), so nothing can be evaluated."
+                )
+            d[key] = _like(fg.to(torch.float32), d[key])
         return d
 
 
@@ -229,7 +242,8 @@ def load_transforms(image_key: str = "image", label_keys: Sequence[str] = ("labe
 def _retina_common(keys: list[str]) -> list:
     return [
         *load_transforms("image", [k for k in keys if k != "image"]),
-        Binarized(["label", "mask"], allow_missing_keys=True),
+        Binarized("label", allow_missing_keys=True),
+        Binarized("mask", threshold=0, allow_missing_keys=True),
         AddFOVMaskd("image", mask_key="mask"),
         ScaleIntensityRanged("image", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
         NormalizeInFOVd("image", mask_key="mask"),

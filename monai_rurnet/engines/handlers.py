@@ -184,7 +184,11 @@ class BestModelSaver:
 
 
 class MetricsJsonWriter:
-    """Write the engine's metrics (and best metric) to a JSON file atomically when the engine completes."""
+    """Write the engine's metrics (and best metric) to a JSON file atomically when the engine completes.
+
+    Fails (``ValueError``, nothing written) when no metric is a finite number: e.g. every label or mask was
+    empty, so a set of NaNs must not pass for a result.
+    """
 
     def __init__(self, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
@@ -195,6 +199,12 @@ class MetricsJsonWriter:
 
     def __call__(self, engine: Engine) -> None:
         metrics = {k: _to_jsonable(v) for k, v in engine.state.metrics.items()}
+        scalars = [v for v in metrics.values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if scalars and not any(math.isfinite(v) for v in scalars):
+            raise ValueError(
+                f"No metric could be computed (all NaN) for {self.path}: the labels hold no foreground or the "
+                "masks select no pixel. Check the evaluation data; nothing was written."
+            )
         atomic_json_dump({"metrics": metrics, **self.extra}, self.path)
 
 

@@ -16,11 +16,14 @@ from monai_rurnet.metrics.segmentation import (
     auc_from_histograms,
     breakeven_from_histograms,
     paper_metrics_from_confusion,
+    pr_curve_from_histograms,
+    roc_curve_from_histograms,
 )
 from monai_rurnet.metrics.utils import (
     IGNORE_VALUE,
     apply_fov,
     apply_ignore,
+    binarize_label,
     prepare_binary,
     save_metrics_json,
 )
@@ -38,8 +41,11 @@ __all__ = [
     "apply_fov",
     "apply_ignore",
     "auc_from_histograms",
+    "binarize_label",
     "breakeven_from_histograms",
     "paper_metrics_from_confusion",
+    "pr_curve_from_histograms",
     "prepare_binary",
+    "roc_curve_from_histograms",
     "save_metrics_json",
 ]

@@ -26,6 +26,8 @@ __all__ = [
     "paper_metrics_from_confusion",
     "breakeven_from_histograms",
     "auc_from_histograms",
+    "pr_curve_from_histograms",
+    "roc_curve_from_histograms",
 ]
 
 
@@ -129,27 +131,49 @@ def _histograms(prob: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, b
     return torch.bincount(code, minlength=2 * bins * b).view(b, 2, bins).double()
 
 
-def breakeven_from_histograms(neg: np.ndarray, pos: np.ndarray) -> dict[str, float]:
-    """Precision/recall break-even from per-bin counts; threshold k/bins for k = 0..bins-1.
+def pr_curve_from_histograms(neg: np.ndarray, pos: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision/recall at thresholds k/bins (k = 0..bins-1, foreground = bin >= k) from per-bin counts.
 
-    Returns ``breakeven`` (class-mean precision = class-mean recall, the paper's definition),
-    ``breakeven_road`` (foreground class only) and the interpolated thresholds.
+    Returns arrays ``threshold``, ``precision``/``recall`` (class means over background and foreground, the
+    paper's definition) and ``precision_road``/``recall_road`` (foreground class only); NaN where undefined.
     """
     neg, pos = np.asarray(neg, np.float64), np.asarray(pos, np.float64)
-    bins = len(pos)
     tp = np.cumsum(pos[::-1])[::-1]  # predicted positive at threshold k: bins >= k
     fp = np.cumsum(neg[::-1])[::-1]
     fn = pos.sum() - tp
     tn = neg.sum() - fp
     p_fg, r_fg = _div(tp, tp + fp), _div(tp, tp + fn)
     p_bg, r_bg = _div(tn, tn + fn), _div(tn, tn + fp)
-    thr = np.arange(bins) / bins
+    return {
+        "threshold": np.arange(len(pos)) / len(pos),
+        "precision": (p_fg + p_bg) / 2,
+        "recall": (r_fg + r_bg) / 2,
+        "precision_road": p_fg,
+        "recall_road": r_fg,
+    }
+
+
+def breakeven_from_histograms(neg: np.ndarray, pos: np.ndarray) -> dict[str, float]:
+    """Precision/recall break-even from per-bin counts; threshold k/bins for k = 0..bins-1.
+
+    Returns ``breakeven`` (class-mean precision = class-mean recall, the paper's definition),
+    ``breakeven_road`` (foreground class only) and the interpolated thresholds.
+    """
+    c = pr_curve_from_histograms(neg, pos)
     out = {}
-    for name, p, r in (("breakeven", (p_fg + p_bg) / 2, (r_fg + r_bg) / 2), ("breakeven_road", p_fg, r_fg)):
-        val, t = _crossing(p, r, thr)
+    for name, suffix in (("breakeven", ""), ("breakeven_road", "_road")):
+        val, t = _crossing(c["precision" + suffix], c["recall" + suffix], c["threshold"])
         out[name] = val
-        out["threshold" if name == "breakeven" else "threshold_road"] = t
+        out["threshold" + suffix] = t
     return out
+
+
+def roc_curve_from_histograms(neg: np.ndarray, pos: np.ndarray) -> dict[str, np.ndarray]:
+    """ROC points (false positive rate, true positive rate) at the bin edges, from (0, 0) to (1, 1)."""
+    neg, pos = np.asarray(neg, np.float64), np.asarray(pos, np.float64)
+    tpr = np.concatenate([[0.0], np.cumsum(pos[::-1])]) / max(pos.sum(), 1.0)
+    fpr = np.concatenate([[0.0], np.cumsum(neg[::-1])]) / max(neg.sum(), 1.0)
+    return {"fpr": fpr, "tpr": tpr}
 
 
 def _crossing(p: np.ndarray, r: np.ndarray, thr: np.ndarray) -> tuple[float, float]:
@@ -186,8 +210,12 @@ class PRBreakEven(_PooledMetric):
         prob, target, valid = prepare_binary(y_pred, y, kwargs.get("valid"), kwargs.get("ignore"))
         return _histograms(prob, target, valid, self.num_thresholds).flatten(1)
 
+    def histograms(self) -> np.ndarray:
+        """Pooled ``(2, num_thresholds)`` counts of [background, foreground] pixels per probability bin."""
+        return self._totals().reshape(2, self.num_thresholds)
+
     def aggregate(self, metric_name: str | None = None, reduction: Any = None) -> Any:  # type: ignore[override]
-        h = self._totals().reshape(2, self.num_thresholds)
+        h = self.histograms()
         return self._select(breakeven_from_histograms(h[0], h[1]), metric_name)
 
 
@@ -226,10 +254,13 @@ class VesselMetrics(_PooledMetric):
         counts = confusion_counts(prob, target, valid, self.threshold)
         return torch.cat([counts, _histograms(prob, target, valid, self.num_bins).flatten(1)], 1)
 
+    def histograms(self) -> np.ndarray:
+        """Pooled ``(2, num_bins)`` counts of [background, vessel] pixels per probability bin."""
+        return self._totals()[4:].reshape(2, self.num_bins)
+
     def aggregate(self, metric_name: str | None = None, reduction: Any = None) -> Any:  # type: ignore[override]
-        tot = self._totals()
-        tn, fp, fn, tp = tot[:4]
-        h = tot[4:].reshape(2, self.num_bins)
+        tn, fp, fn, tp = self._totals()[:4]
+        h = self.histograms()
         auc, bound = auc_from_histograms(h[0], h[1])
         res = {
             "f1": float(_div(2 * tp, 2 * tp + fp + fn)),

@@ -18,7 +18,15 @@ import torch
 
 from monai_rurnet.utils import atomic_json_dump
 
-__all__ = ["IGNORE_VALUE", "apply_ignore", "apply_fov", "prepare_binary", "save_metrics_json", "to_python"]
+__all__ = [
+    "IGNORE_VALUE",
+    "apply_ignore",
+    "apply_fov",
+    "binarize_label",
+    "prepare_binary",
+    "save_metrics_json",
+    "to_python",
+]
 
 IGNORE_VALUE = 255
 
@@ -46,6 +54,28 @@ def apply_fov(y: torch.Tensor | np.ndarray, fov: torch.Tensor | np.ndarray) -> t
     if isinstance(fov, torch.Tensor):
         return apply_ignore(y, ~fov.bool())
     return apply_ignore(y, ~np.asarray(fov, bool))
+
+
+def binarize_label(
+    label: np.ndarray | torch.Tensor, name: str = "label", threshold: float | None = None
+) -> np.ndarray | torch.Tensor:
+    """Binary foreground of a label or mask read from a file: ``label > 0`` (so 0/1 and 0/255 files both work).
+
+    With ``threshold=None`` a label holding more than two distinct values is refused (``ValueError`` naming
+    ``name``): a grey or lossy label is not thresholded silently. With a ``threshold``, foreground is
+    ``label > threshold`` whatever the values. Returns a bool array/tensor of ``label``'s shape and type.
+    """
+    if threshold is None:
+        values = torch.unique(label) if isinstance(label, torch.Tensor) else np.unique(label)
+        if len(values) > 2:
+            shown = ", ".join(f"{float(v):g}" for v in values[:6]) + (", ..." if len(values) > 6 else "")
+            raise ValueError(
+                f"{name}: the label is not binary, it holds {len(values)} distinct values ({shown}). "
+                "Labels must hold two values (foreground = any value > 0); for a grey or lossy label, "
+                "give a threshold (label_threshold, --label_threshold T: foreground = value > T)."
+            )
+        threshold = 0
+    return label > threshold
 
 
 def prepare_binary(

@@ -8,10 +8,11 @@ from typing import Any
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-__all__ = ["CheckSameSized"]
+__all__ = ["CheckSameSized", "item_name"]
 
 
-def _item_name(data: Mapping, key: Hashable) -> str:
+def item_name(data: Mapping, key: Hashable) -> str:
+    """``"<key> <file name>"`` for an item loaded by ``LoadImaged`` (its meta), else just the key."""
     meta = getattr(data[key], "meta", None) or {}
     name = (
         meta.get("filename_or_obj")
@@ -52,7 +53,7 @@ class CheckSameSized(MapTransform):
                 ref_key, ref_size = key, size
             elif size != ref_size:
                 raise ValueError(
-                    f"Size mismatch: {_item_name(d, ref_key)} has spatial size {ref_size} but "
-                    f"{_item_name(d, key)} has {size}; they must match pixel for pixel."
+                    f"Size mismatch: {item_name(d, ref_key)} has spatial size {ref_size} but "
+                    f"{item_name(d, key)} has {size}; they must match pixel for pixel."
                 )
         return d
