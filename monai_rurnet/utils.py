@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +16,9 @@ import torch
 
 __all__ = [
     "as_bool",
+    "TEMP_MARK",
     "atomic_path",
+    "clean_stale_temp_files",
     "atomic_write",
     "atomic_torch_save",
     "atomic_json_dump",
@@ -22,17 +26,29 @@ __all__ = [
 ]
 
 
+#: Every temp file we write is named ``.<name>.rurnet-tmp-<host>-<pid>-<random><suffix>`` (hidden, beside its
+#: destination), so a cleanup can recognise ours and tell which process owns one.
+TEMP_MARK = ".rurnet-tmp-"
+_TEMP_RE = re.compile(r"^\..+\.rurnet-tmp-(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)-[^/]*$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[str]:
     """Yield a temp file path beside ``path``; on success it is renamed over ``path``, on error removed.
 
-    An interrupted or failing write leaves no partial file at ``path`` (only the hidden temp file of a killed
-    process, ``.<stem>.*.tmp<suffix>``, which the runners clean up).
+    An interrupted or failing write leaves no partial file at ``path``. The temp file's name carries
+    :data:`TEMP_MARK`, the host and the process id (see :func:`clean_stale_temp_files`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f".tmp{suffix or path.suffix}", dir=path.parent
+        prefix=f".{path.name}{TEMP_MARK}{_host()}-{os.getpid()}-",
+        suffix=suffix or path.suffix,
+        dir=path.parent,
     )
     os.close(fd)
     try:
@@ -44,6 +60,37 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def clean_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temp files that :func:`atomic_path` left in ``folder`` when its process was killed.
+
+    Only files named by :func:`atomic_path` are considered, and only those of a process of this host that no
+    longer runs; another run's temp files (alive, or on another host sharing the folder) and every other file
+    are left alone. Returns the removed paths.
+    """
+    removed = []
+    host = _host()
+    for p in Path(folder).iterdir():
+        m = _TEMP_RE.match(p.name)
+        if not m or m["host"] != host or not p.is_file() or p.is_symlink():
+            continue
+        pid = int(m["pid"])
+        if pid == os.getpid() or _process_alive(pid):
+            continue
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
