@@ -1,6 +1,12 @@
 """Shared training/evaluation machinery (ignite handlers) used by every bundle."""
 
-from monai_rurnet.engines.distributed import shutdown_distributed
+from monai_rurnet.engines.distributed import (
+    init_distributed_from_env,
+    shard_spec,
+    shutdown_distributed,
+    sum_across_ranks,
+    take_shard,
+)
 from monai_rurnet.engines.handlers import (
     BestModelSaver,
     GradientClipHandler,
@@ -17,5 +23,9 @@ __all__ = [
     "NaNLossGuard",
     "OverlaySaver",
     "ResumableCheckpoint",
+    "init_distributed_from_env",
+    "shard_spec",
     "shutdown_distributed",
+    "sum_across_ranks",
+    "take_shard",
 ]
