@@ -1,6 +1,7 @@
 """Shared training/evaluation machinery (ignite handlers) used by every bundle."""
 
 from monai_rurnet.engines.distributed import shutdown_distributed
+from monai_rurnet.engines.evaluation import announce_evaluation
 from monai_rurnet.engines.handlers import (
     BestModelSaver,
     GradientClipHandler,
@@ -11,6 +12,7 @@ from monai_rurnet.engines.handlers import (
 )
 
 __all__ = [
+    "announce_evaluation",
     "BestModelSaver",
     "GradientClipHandler",
     "MetricsJsonWriter",
