@@ -21,17 +21,16 @@ from _common import environment, table
 
 CHILD = """
 import sys, torch
-from monai_rurnet.inferers import optimize_for_inference
+from monai_rurnet.inferers import TorchFastPredictor, reuse_freed_memory
 from monai_rurnet.networks import build_network
 model, size, threads, reuse, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "reuse", int(sys.argv[5])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
+if reuse:
+    reuse_freed_memory()
 if model == "DRU(4) T=3 fast":
-    run = optimize_for_inference(build_network("dru", level=4, steps=3), reuse_memory=reuse)
+    run = TorchFastPredictor(build_network("dru", level=4, steps=3))
 else:
-    if reuse:
-        from monai_rurnet.inferers import reuse_freed_memory
-        reuse_freed_memory()
     net = build_network("monai_basic_unet").eval()
     def run(x):
         with torch.inference_mode():

@@ -4,7 +4,7 @@ For DRU(4) weights trained *without* images 37-40 (``--weights``; the shipped bu
 DRIVE training images, so they cannot be scored here), on the held-out DRIVE training images 37-40 (preprocessed by ``validate#preprocessing`` of
 ``bundles/retina_drive/configs/train.json``), runs the bundle's sliding-window inference (roi 96x96, overlap
 0.25, gaussian) with ``steps = 1, 2, 3`` and with early exit at ``tol`` in {0.05, 0.02, 0.01} (up to 3 steps),
-plus the mean-change rule of :func:`monai_rurnet.inferers.optimize_for_inference` (tol 0.01 .. 0.001; early
+plus the mean-change rule of :class:`monai_rurnet.inferers.TorchFastPredictor` (tol 0.01 .. 0.001; early
 exit is decided per window), and reports vessel F1 / AUC inside the FOV (pooled over the images, :class:`monai_rurnet.metrics.VesselMetrics`),
 the mean number of steps used (per window batch, weighted by windows) and seconds per image.
 
@@ -26,7 +26,7 @@ from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 
 from monai_rurnet.data import drive_datalist
-from monai_rurnet.inferers.fast import PRECISIONS, OnnxRuntimePredictor, optimize_for_inference
+from monai_rurnet.inferers import PRECISIONS, EagerPredictor, OnnxRuntimePredictor, TorchFastPredictor
 from monai_rurnet.metrics import VesselMetrics, apply_fov
 from monai_rurnet.networks import build_network
 from monai_rurnet.utils import load_state_dict_file
@@ -51,18 +51,9 @@ class _Counting:
         return out
 
 
-class _Eager:
-    """Reference path: ``RecurrentUNet.forward_steps`` under ``torch.inference_mode``."""
-
-    def __init__(self, net: torch.nn.Module) -> None:
-        self.net, self.last_steps = net, 0
-        self.last_steps_per_sample: list[int] = []
-
-    def __call__(self, x: torch.Tensor, steps: int, tol: float | None) -> torch.Tensor:
-        with torch.inference_mode():
-            outs, self.last_steps = self.net.forward_steps(x, steps, tol)
-        self.last_steps_per_sample = [self.last_steps] * x.shape[0]
-        return outs[-1]
+def _eager(net: torch.nn.Module) -> EagerPredictor:
+    """Reference path: the network as it is, through the anytime loop with its max-change rule per window batch."""
+    return EagerPredictor(net, per_sample=False)
 
 
 def main() -> None:
@@ -97,11 +88,11 @@ def main() -> None:
     data = [preprocessing(d) for d in drive_datalist(args.data, "training", ids=ids)]
 
     if args.backend == "torch":
-        predictor = optimize_for_inference(net, precision=args.precision)
+        predictor = TorchFastPredictor(net, precision=args.precision)
     elif args.backend == "onnxruntime":
         predictor = OnnxRuntimePredictor(net, intra_op_threads=args.threads)
     else:
-        predictor = _Eager(net)
+        predictor = _eager(net)
     inferer = SlidingWindowInferer(
         (args.roi, args.roi), sw_batch_size=args.sw_batch_size, overlap=0.25, mode="gaussian"
     )
@@ -162,7 +153,7 @@ def main() -> None:
     print(table(["inference", "F1 (FOV)", "AUC", "Se", "Sp", "mean steps", "s / image"], rows))
     print(
         "\nF1/AUC/Se/Sp pooled over all FOV pixels of the images (threshold 0.5). Early exit after step t >= 2 "
-        "when the max (RecurrentUNet.forward_steps' rule) or mean absolute change of the probabilities between "
+        "when the max (the default rule) or mean absolute change of the probabilities between "
         "two steps is below tol, decided per window (backend eager: per window batch); mean steps: over windows."
     )
 

@@ -2,7 +2,7 @@
 
 Writes a synthetic ``size x size`` 3-band uint8 GeoTIFF (tiled 256, deflate, EPSG:26986, 1 m pixels) made of
 tiles of :func:`monai_rurnet.data.synthetic.synthetic_roads` into a temporary folder, then segments it with the
-``massroads`` windowed inference path (:func:`monai_rurnet.inferers.geotiff_runner.segment_raster`, the bundle's
+``massroads`` windowed inference path (:func:`monai_rurnet.runners.segment_raster`, the bundle's
 settings: roi 256, overlap 0.25, gaussian, sw_batch_size 4, window 2048) and reports wall time, megapixels/s
 and the process's peak RSS, and checks that the outputs carry the input's CRS and transform.
 
@@ -29,9 +29,9 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from monai_rurnet.data.synthetic import synthetic_roads
-from monai_rurnet.inferers.fast import PRECISIONS, OnnxRuntimePredictor, optimize_for_inference
-from monai_rurnet.inferers.geotiff_runner import segment_raster
+from monai_rurnet.inferers import PRECISIONS, FastInferer, reuse_freed_memory
 from monai_rurnet.networks import build_network
+from monai_rurnet.runners import segment_raster
 from monai_rurnet.utils import load_state_dict_file
 
 CRS = "EPSG:26986"  # NAD83 / Massachusetts Mainland, as the Massachusetts Roads tiles
@@ -105,20 +105,23 @@ def main() -> None:
     ).eval()
     if args.weights:
         load_state_dict_file(args.weights, net)
-    reuse = args.allocator == "reuse"
-    if args.backend == "torch":
-        network = optimize_for_inference(net, reuse_memory=reuse, precision=args.precision)
-    elif args.backend == "onnxruntime":
-        network = OnnxRuntimePredictor(net, intra_op_threads=args.threads, reuse_memory=reuse)
+    if args.allocator == "reuse":
+        reuse_freed_memory()
+    if args.backend in ("torch", "onnxruntime"):
+        options = (
+            {"precision": args.precision} if args.backend == "torch" else {"intra_op_threads": args.threads}
+        )
+        inferer = FastInferer(backend=args.backend, **options)
     else:
-        network = net
+        inferer = None
 
     reset_peak_rss()
     t0 = time.perf_counter()
     outputs = segment_raster(
         src,
         folder / "out",
-        network,  # type: ignore[arg-type]
+        net,
+        inferer,
         roi_size=args.roi,
         sw_batch_size=args.sw_batch_size,
         overlap=args.overlap,

@@ -24,7 +24,7 @@ import torch
 from _common import environment, median_time, table
 from speed import PEER, conv_ceiling, count_flops, parse_size
 
-from monai_rurnet.inferers import optimize_for_inference, reuse_freed_memory
+from monai_rurnet.inferers import TorchFastPredictor, reuse_freed_memory
 from monai_rurnet.networks import build_network
 
 _CONVS = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
@@ -82,7 +82,7 @@ def main() -> None:
         torch.set_num_threads(threads)
         ceiling, ceiling_name, _ = conv_ceiling(threads, 5, quick=False)
         print(f"3x3-conv ceiling, {threads} thread(s): {ceiling:.1f} GFLOP/s ({ceiling_name})")
-        fast = optimize_for_inference(dru)
+        fast = TorchFastPredictor(dru)
         for size in args.sizes:
             h, w = parse_size(size)
             x = torch.randn(1, 3, h, w)

@@ -23,8 +23,8 @@ import torch
 from monai.bundle import ConfigParser
 from PIL import Image, ImageFilter
 
-from monai_rurnet.inferers import FolderSegmentationRunner
 from monai_rurnet.metrics import VesselMetrics, apply_fov
+from monai_rurnet.runners import FolderSegmentationRunner, ImageFolderDataset
 from monai_rurnet.transforms import FOVRescaler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,9 +90,8 @@ def build_runner(model: str, rescale: bool, work: Path) -> FolderSegmentationRun
     parser["device"] = "$torch.device('cpu')"
     return FolderSegmentationRunner(
         parser.get_parsed_content("network"),
-        parser.get_parsed_content("preprocessing"),
+        ImageFolderDataset(work, parser.get_parsed_content("preprocessing")),
         parser.get_parsed_content("inferer"),
-        dataset_dir=work,
         output_dir=work,
         weights=model,
         progress=False,

@@ -9,7 +9,7 @@ worker threads still spinning, other weights in the caches) does not land in its
 time is reported as a ratio to one BasicUNet(features=(8, 16, 32, 64, 128, 8)) forward pass.
 
 Backends: ``eager`` (``net.eval()`` under ``torch.inference_mode``, NCHW), ``fast``
-(:func:`monai_rurnet.inferers.optimize_for_inference` with its defaults: channels-last, and for the recurrent
+(:class:`monai_rurnet.inferers.TorchFastPredictor` with its defaults: channels-last, and for the recurrent
 models a frozen TorchScript trace of the step), ``fast_nojit`` (the same without the trace, optional),
 ``fast_exact`` (``fast`` with ``exact_norms=True``: group norms with exact two-pass statistics, optional) and
 ``onnxruntime`` (:class:`monai_rurnet.inferers.OnnxRuntimePredictor`, CPU EP, worker threads spinning between
@@ -18,7 +18,7 @@ operators as ONNX Runtime does by default: its fastest setting when nothing else
 every model, baselines included) and ``eager_bf16`` (``eager`` under ``torch.autocast`` with bfloat16); their
 "% ceiling" is against a bfloat16 3x3-conv ceiling (under autocast) measured the same way.
 
-Allocator: the fast backends keep freed memory for reuse (:func:`monai_rurnet.inferers.reuse_freed_memory`,
+Allocator: the bundles' runners keep freed memory for reuse (:func:`monai_rurnet.inferers.reuse_freed_memory`,
 process-wide). With ``--allocator reuse`` (default) it is switched on before anything is measured, so the
 baselines, eager runs and the conv ceiling get it too (a strict comparison); ``--allocator default`` keeps
 glibc's stock ``malloc`` for every model and backend.
@@ -46,8 +46,13 @@ from _common import current_rss_mb, environment, median_time, peak_rss_mb, reset
 from monai.networks.nets import UNet
 from torch.utils.flop_counter import FlopCounterMode
 
-from monai_rurnet.inferers import freed_memory_reused, reuse_freed_memory
-from monai_rurnet.inferers.fast import OnnxRuntimePredictor, export_step_onnx, optimize_for_inference
+from monai_rurnet.inferers import (
+    OnnxRuntimePredictor,
+    TorchFastPredictor,
+    export_step_onnx,
+    freed_memory_reused,
+    reuse_freed_memory,
+)
 from monai_rurnet.networks import build_network
 
 MODELS: dict[str, Callable[[], torch.nn.Module]] = {
@@ -101,9 +106,7 @@ def conv_ceiling(
     return best, best_name, rows
 
 
-def make_runner(
-    name: str, backend: str, net: torch.nn.Module, onnx_path: Path | None, threads: int, reuse: bool
-):
+def make_runner(name: str, backend: str, net: torch.nn.Module, onnx_path: Path | None, threads: int):
     if backend == "eager":
 
         def run(x: torch.Tensor) -> torch.Tensor:
@@ -119,17 +122,15 @@ def make_runner(
 
         return run_bf16
     if backend == "fast":
-        return optimize_for_inference(net, reuse_memory=reuse)
+        return TorchFastPredictor(net)
     if backend == "fast_bf16":
-        return optimize_for_inference(net, reuse_memory=reuse, precision="bfloat16")
+        return TorchFastPredictor(net, precision="bfloat16")
     if backend == "fast_exact":
-        return optimize_for_inference(net, reuse_memory=reuse, exact_norms=True)
+        return TorchFastPredictor(net, exact_norms=True)
     if backend == "fast_nojit":
-        return optimize_for_inference(net, jit=False, reuse_memory=reuse)
+        return TorchFastPredictor(net, jit=False)
     if backend == "onnxruntime":
-        return OnnxRuntimePredictor(
-            onnx_path, intra_op_threads=threads, reuse_memory=reuse, allow_spinning=True
-        )
+        return OnnxRuntimePredictor(onnx_path, intra_op_threads=threads, allow_spinning=True)
     raise ValueError(f"unknown backend {backend}")
 
 
@@ -151,9 +152,9 @@ def main() -> None:
         "--allocator",
         choices=["reuse", "default"],
         default="reuse",
-        help="reuse: keep freed memory for reuse (monai_rurnet.inferers.reuse_freed_memory, as the fast "
-        "backends do) from the start, so every model and backend runs with it; default: glibc's stock "
-        "malloc for all (the fast backends are built with reuse_memory=False)",
+        help="reuse: keep freed memory for reuse (monai_rurnet.inferers.reuse_freed_memory, as the bundles' "
+        "runners do) from the start, so every model and backend runs with it; default: glibc's stock "
+        "malloc for all",
     )
     p.add_argument("--quick", action="store_true", help="smoke run: small inputs, 1 thread, 2 repeats")
     args = p.parse_args()
@@ -223,7 +224,7 @@ def main() -> None:
             print(f"[{threads} thread(s)] 3x3-conv ceiling: {best:.1f} GFLOP/s ({best_name})", flush=True)
         torch.set_num_threads(threads)
         runners = {
-            (m, b): make_runner(m, b, nets[m], onnx_paths.get(m), threads, reuse)
+            (m, b): make_runner(m, b, nets[m], onnx_paths.get(m), threads)
             for m in args.models
             for b in args.backends
         }

@@ -10,8 +10,7 @@ import torch
 from monai.inferers import SlidingWindowInferer
 from monai.losses import DiceCELoss
 
-from monai_rurnet.inferers import RecurrentSlidingWindowInferer
-from monai_rurnet.inferers.fast import FastInferer, optimize_for_inference
+from monai_rurnet.inferers import EagerPredictor, FastInferer, TorchFastPredictor
 from monai_rurnet.losses import MultiStepLoss
 from monai_rurnet.networks import build_network
 
@@ -52,10 +51,11 @@ def test_network_on_cuda_matches_cpu(name, kw, shape):
     with torch.inference_mode():
         ref = net(x)
         out = net.cuda()(x.cuda())
-        steps, used = net.forward_steps(x.cuda(), tol=0.0)
-    assert out.is_cuda and used == kw["steps"]
+        eager = EagerPredictor(net, tol=0.0)
+        last = eager(x.cuda())
+    assert out.is_cuda and eager.last_steps == kw["steps"]
     _close(out, ref)
-    _close(steps[-1], ref)
+    _close(last, ref)
 
 
 def test_bfloat16_fast_path_on_cuda():
@@ -64,7 +64,7 @@ def test_bfloat16_fast_path_on_cuda():
     x = torch.randn(2, 3, 64, 96, device="cuda")
     with torch.inference_mode():
         ref = net(x)
-    out = optimize_for_inference(net, precision="bfloat16")(x)
+    out = TorchFastPredictor(net, precision="bfloat16")(x)
     assert out.is_cuda and out.dtype == torch.float32
     _close(out, ref, tol=0.08)
     assert float((out.argmax(1) == ref.argmax(1)).float().mean()) >= 0.97
@@ -73,7 +73,7 @@ def test_bfloat16_fast_path_on_cuda():
 @pytest.mark.parametrize("jit", [False, None])
 def test_fast_path_on_cuda(jit):
     net = _net("dru", level=4, steps=3).cuda()
-    fast = optimize_for_inference(net, jit=jit)
+    fast = TorchFastPredictor(net, jit=jit)
     for shape in [(2, 3, 64, 48), (3, 3, 32, 96)]:
         x = torch.randn(*shape, device="cuda")
         with torch.inference_mode():
@@ -86,15 +86,17 @@ def test_fast_path_on_cuda(jit):
     x = torch.randn(2, 3, 32, 32, device="cuda")
     fast(x, tol=1e9)
     assert fast.last_steps == 2
-    with torch.inference_mode():
-        assert net.forward_steps(x, tol=1e9)[1] == 2
+    eager = EagerPredictor(net, tol=1e9)
+    eager(x)
+    assert eager.last_steps == 2
 
 
 def test_fast_inferer_sliding_window_on_cuda():
     net = _net("dru", level=4, steps=2).cuda()
     x = torch.randn(1, 3, 72, 88, device="cuda")
     with torch.inference_mode():
-        ref = RecurrentSlidingWindowInferer(roi_size=(32, 32), sw_batch_size=3, overlap=0.25, steps=2)(x, net)
+        sw = SlidingWindowInferer((32, 32), 3, 0.25, mode="gaussian")
+        ref = FastInferer(sw, backend="eager", steps=2)(x, net)
     inferer = FastInferer(SlidingWindowInferer((32, 32), 3, 0.25, mode="gaussian"), steps=2)
     out = inferer(x, net)
     assert out.is_cuda
@@ -103,7 +105,7 @@ def test_fast_inferer_sliding_window_on_cuda():
 
 def test_amp_training_step_on_cuda():
     """One mixed-precision step of the multi-step loss: finite loss and gradients, weights move."""
-    net = build_network("dru", level=4, steps=3).cuda().train()
+    net = build_network("dru", level=4, steps=3, return_all_steps=True).cuda().train()
     loss_fn = MultiStepLoss(DiceCELoss(to_onehot_y=True, softmax=True), gamma=0.4)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     scaler = torch.amp.GradScaler("cuda")

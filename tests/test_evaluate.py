@@ -425,6 +425,7 @@ def _bundle_evaluation(dataset_dir: Path, out_dir: Path, pred_dir: Path | None =
     parser = ConfigParser()
     parser.read_config(
         [
+            str(bundle / "configs" / "inference.json"),
             str(ROOT / "configs" / "train_base.json"),
             str(bundle / "configs" / "train.json"),
             str(ROOT / "configs" / "evaluate_base.json"),

@@ -4,7 +4,7 @@
 ``--filepath`` does not exist, so pointing it at the shipped copy works offline::
 
     python -m monai.bundle verify_metadata --meta_file bundles/retina_drive/configs/metadata.json \
-        --filepath schemas/meta_schema.json --hash_val 76e1add273836515d0bbb3bc71962474
+        --filepath monai_rurnet/bundle/schemas/meta_schema.json --hash_val 76e1add273836515d0bbb3bc71962474
 
 The same checks from Python (or ``python -m monai_rurnet.bundle bundles/retina_drive ...``)::
 
@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "REPO_ROOT",
     "SCHEMA_FILE",
     "SCHEMA_MD5",
     "REQUIRED_FILES",
@@ -33,9 +32,9 @@ __all__ = [
     "main",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-#: the MONAI bundle metadata schema (``meta_schema_20240725.json`` of MONAI-extra-test-data 0.8.1), verbatim.
-SCHEMA_FILE = REPO_ROOT / "schemas" / "meta_schema.json"
+#: the MONAI bundle metadata schema (``meta_schema_20240725.json`` of MONAI-extra-test-data 0.8.1), verbatim,
+#: shipped as package data (``schemas/README.md`` beside it says where it comes from).
+SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "meta_schema.json"
 #: its md5 (``--hash_val`` of ``monai.bundle verify_metadata`` checks the local copy with it).
 SCHEMA_MD5 = "76e1add273836515d0bbb3bc71962474"
 #: files every bundle must have (MONAI model-zoo layout, design note section 4).

@@ -32,6 +32,8 @@ __all__ = [
     "RasterioWriter",
     "iter_windows",
     "read_window",
+    "three_bands",
+    "normalize_bands",
     "create_like",
     "write_geotiff",
     "geotransform_to_affine",
@@ -217,12 +219,17 @@ class RasterioWriter(ImageWriter):
 
 
 def iter_windows(
-    height: int, width: int, window: int | Sequence[int], overlap: int | Sequence[int] = 0
+    height: int,
+    width: int,
+    window: int | Sequence[int],
+    overlap: int | Sequence[int] = 0,
+    align_last: bool = True,
 ) -> Iterator[Window]:
     """Windows of size ``window`` (``int`` or ``(h, w)``) covering ``height x width`` with ``overlap`` px.
 
-    The last row/column of windows is aligned to the raster edge; windows are clipped when the raster is
-    smaller than ``window``.
+    With ``align_last`` the last row/column of windows is aligned to the raster edge (full-size windows); without
+    it windows start every ``window - overlap`` px and the last ones are clipped at the edge (with ``overlap=0``:
+    a partition of the raster). Windows are clipped when the raster is smaller than ``window``.
     """
     wh, ww = (window, window) if isinstance(window, int) else tuple(window)
     oh, ow = (overlap, overlap) if isinstance(overlap, int) else tuple(overlap)
@@ -230,6 +237,8 @@ def iter_windows(
         raise ValueError(f"overlap {overlap} must be smaller than window {window}")
 
     def starts(n: int, w: int, o: int) -> list[int]:
+        if not align_last:
+            return list(range(0, n, w - o))
         if n <= w:
             return [0]
         s = list(range(0, n - w, w - o))
@@ -238,6 +247,31 @@ def iter_windows(
     for r in starts(height, wh, oh):
         for c in starts(width, ww, ow):
             yield Window(c, r, min(ww, width - c), min(wh, height - r))
+
+
+def three_bands(a: np.ndarray, path: Any = "raster") -> np.ndarray:
+    """Band array ``(C, h, w)`` as 3 bands: grey repeated, RGBA and extra bands cut to RGB; errors name ``path``."""
+    if a.shape[0] == 3:
+        return a
+    if a.shape[0] == 1:
+        return np.repeat(a, 3, axis=0)
+    if a.shape[0] > 3:
+        return a[:3]
+    raise ValueError(f"{path}: expected 1, 3 or 4 bands, got {a.shape[0]}")
+
+
+def normalize_bands(
+    a: np.ndarray, mean: Sequence[float], std: Sequence[float], path: Any = "raster"
+) -> np.ndarray:
+    """Band array ``(C, h, w)`` -> float32 ``(unit - mean) / std`` per band, where ``unit`` is in [0, 1] (integers
+    divided by their dtype's maximum, floats as they are)."""
+    if np.issubdtype(a.dtype, np.integer):
+        unit = a.astype(np.float32) / float(np.iinfo(a.dtype).max)
+    elif np.issubdtype(a.dtype, np.floating):
+        unit = a.astype(np.float32)
+    else:
+        raise ValueError(f"{path}: unsupported pixel type {a.dtype}")
+    return (unit - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
 
 
 def read_window(

@@ -10,6 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
+    "DRIVE_HELP",
     "drive_datalist",
     "chase_datalist",
     "stare_datalist",
@@ -18,9 +19,18 @@ __all__ = [
 ]
 
 
-def _check_dir(folder: Path, what: str) -> None:
+#: where DRIVE comes from and the layout the readers expect (in the error when it is missing).
+DRIVE_HELP = (
+    "DRIVE (Staal et al. 2004) is distributed, after registration, at https://drive.grand-challenge.org/. "
+    "Expected layout: DRIVE/training/images/21_training.tif, DRIVE/training/1st_manual/21_manual1.gif, "
+    "DRIVE/training/mask/21_training_mask.gif (ids 21-40; test/ likewise with 01_test.tif, no labels). "
+    "Pass its folder to the train/evaluate command with --dataset_dir /path/to/DRIVE."
+)
+
+
+def _check_dir(folder: Path, what: str, help: str = "") -> None:
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: {what} folder not found")
+        raise FileNotFoundError(f"{folder}: {what} folder not found. {help}".rstrip())
 
 
 def _leading_id(name: str) -> int | None:
@@ -40,7 +50,7 @@ def drive_datalist(
         raise ValueError(f"{root}: DRIVE split must be 'training' or 'test', got {split!r}")
     base = Path(root) / split
     img_dir, lab_dir, mask_dir = base / "images", base / "1st_manual", base / "mask"
-    _check_dir(img_dir, "DRIVE images")
+    _check_dir(img_dir, "DRIVE images", DRIVE_HELP)
     files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in (".tif", ".tiff", ".png"))
     if not files:
         raise FileNotFoundError(f"{img_dir}: no DRIVE images (*.tif) found")

@@ -10,13 +10,22 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-__all__ = ["massroads_datalist", "void_mask", "MarkVoidd", "IMAGE_SUFFIXES"]
+__all__ = ["MASSROADS_HELP", "massroads_datalist", "void_mask", "MarkVoidd", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
 def _by_stem(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+#: where Massachusetts Roads comes from and the layout the readers expect (in the error when it is missing).
+MASSROADS_HELP = (
+    "Massachusetts Roads (Mnih 2013) is at https://www.cs.toronto.edu/~vmnih/data/ (also mirrored on Kaggle as "
+    "balraj98/massachusetts-roads-dataset). Expected layout: MassRoads/train/sat/<tile>.png (or .tiff) and "
+    "MassRoads/train/map/<tile>.png (or .tif), matched by tile name (e.g. 10078660_15); valid/ likewise. "
+    "Pass its folder to the train/evaluate command with --dataset_dir /path/to/MassRoads."
+)
 
 
 def massroads_datalist(
@@ -31,7 +40,7 @@ def massroads_datalist(
     base = Path(root) / split
     sat, lab = base / "sat", base / "map"
     if not sat.is_dir():
-        raise FileNotFoundError(f"{sat}: Massachusetts Roads image folder not found")
+        raise FileNotFoundError(f"{sat}: Massachusetts Roads image folder not found. {MASSROADS_HELP}")
     images = _by_stem(sat)
     if not images:
         raise FileNotFoundError(f"{sat}: no images (*.png/*.tif/*.jpg) found")

@@ -15,8 +15,10 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor, PILReader
 from monai.transforms import (
     Compose,
+    DeleteItemsd,
     EnsureChannelFirstd,
     EnsureTyped,
+    Lambda,
     LoadImaged,
     MapTransform,
     NormalizeIntensityd,
@@ -321,6 +323,11 @@ def _roads_common(mean: Sequence[float], std: Sequence[float], with_label: bool)
     return t
 
 
+def _valid_area(d: Mapping) -> dict:
+    """Add ``valid`` (1 - void) and ``crop_label`` (road pixels outside the void) for the crop sampler."""
+    return {**d, "valid": 1.0 - d["void"], "crop_label": d["label"] * (1.0 - d["void"])}
+
+
 def roads_train_transforms(
     patch_size: int | Sequence[int] = 256,
     num_samples: int = 4,
@@ -329,9 +336,16 @@ def roads_train_transforms(
     rotate_deg: float = 0.0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    pos: float | None = None,
+    neg: float = 1.0,
 ) -> Compose:
     """Roads training: void mask from white pixels, /255 then fixed mean/std, random crops, flips, rot90.
-    Keys image/label/void (void is float {0, 1}; the loss should ignore void pixels)."""
+
+    Without ``pos``: uniform random crops, keys image/label/void (void is float {0, 1}; the loss should ignore
+    void pixels). With ``pos`` (the massroads bundle's recipe): crops centred on road and on valid background
+    pixels in the ratio ``pos:neg`` (``RandCropByPosNegLabeld`` on the non-void area, smaller crops allowed at
+    the edges), then the void pixels marked ignored in the label (:class:`EncodeIgnored`) and ``void`` dropped.
+    """
     keys = ["image", "label", "void"]
     ps = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
     t = _roads_common(mean, std, True)
@@ -346,7 +360,14 @@ def roads_train_transforms(
                 padding_mode="zeros",
             )
         )
-    t.append(RandSpatialCropSamplesd(keys, roi_size=ps, num_samples=num_samples, random_size=False))
+    if pos is None:
+        t.append(RandSpatialCropSamplesd(keys, roi_size=ps, num_samples=num_samples, random_size=False))
+    else:
+        crop = RandCropByPosNegLabeld(
+            keys, label_key="crop_label", spatial_size=ps, pos=pos, neg=neg, num_samples=num_samples,
+            image_key="valid", image_threshold=0.5, allow_smaller=True,
+        )  # fmt: skip
+        t += [Lambda(_valid_area), crop, DeleteItemsd(["valid", "crop_label"])]
     if flip_prob > 0:
         t += [
             RandFlipd(keys, prob=flip_prob, spatial_axis=0),
@@ -355,6 +376,8 @@ def roads_train_transforms(
     if rot90:
         t.append(RandRotate90d(keys, prob=0.5, max_k=3))
     t.append(EnsureTyped(keys, dtype=torch.float32, track_meta=False))
+    if pos is not None:
+        t += [EncodeIgnored("label", mask_key="void", mask_is_valid=False), DeleteItemsd("void")]
     return Compose(t)
 
 

@@ -7,6 +7,7 @@ from monai_rurnet.engines.distributed import (
     sum_across_ranks,
     take_shard,
 )
+from monai_rurnet.engines.evaluation import announce_evaluation
 from monai_rurnet.engines.handlers import (
     BestModelSaver,
     GradientClipHandler,
@@ -17,6 +18,7 @@ from monai_rurnet.engines.handlers import (
 )
 
 __all__ = [
+    "announce_evaluation",
     "BestModelSaver",
     "GradientClipHandler",
     "MetricsJsonWriter",

@@ -1,59 +1,37 @@
-"""Inferers: anytime/early-exit recurrent inference, padding, and the bundles' folder runner."""
+"""Inferers: tensors in, tensors out. One anytime loop (steps, early exit) for the eager, fast PyTorch and ONNX
+Runtime paths behind :class:`FastInferer`; test-time mirroring, fixed-size resizing, mixed precision.
+File I/O lives in :mod:`monai_rurnet.runners` and :mod:`monai_rurnet.data`."""
 
-from monai_rurnet.inferers.anytime import (
-    DivisiblePadInferer,
-    RecurrentPredictor,
-    RecurrentSlidingWindowInferer,
-)
-from monai_rurnet.inferers.runner import (
-    IMAGE_SUFFIXES,
-    FolderSegmentationRunner,
-    PngMaskWriter,
-    find_images,
-    overlay_image,
-)
+from monai_rurnet.inferers.autocast import AutocastInferer
+from monai_rurnet.inferers.ensemble import FlipEnsembleInferer
+from monai_rurnet.inferers.export import StepModule, export_step_onnx
+from monai_rurnet.inferers.fast import BACKENDS, FastInferer, build_predictor
+from monai_rurnet.inferers.memory import freed_memory_reused, reuse_freed_memory
+from monai_rurnet.inferers.norms import TwoPassGroupNorm
+from monai_rurnet.inferers.onnx_runtime import OnnxRuntimePredictor
+from monai_rurnet.inferers.precision import PRECISIONS, Float32Norm, compute_dtype
+from monai_rurnet.inferers.resize import ResizeInferer
+from monai_rurnet.inferers.steps import EagerPredictor, InferenceOptions, StepLoop
+from monai_rurnet.inferers.torch_fast import TorchFastPredictor
 
 __all__ = [
-    "DivisiblePadInferer",
-    "RecurrentPredictor",
-    "RecurrentSlidingWindowInferer",
-    "IMAGE_SUFFIXES",
-    "FolderSegmentationRunner",
-    "PngMaskWriter",
-    "find_images",
-    "overlay_image",
-]
-from monai_rurnet.inferers.geotiff_runner import (
-    GEO_SUFFIXES,
-    GeoTiffOutputs,
-    GeoTiffSegmentationRunner,
-    segment_raster,
-)
-
-__all__ += ["GEO_SUFFIXES", "GeoTiffOutputs", "GeoTiffSegmentationRunner", "segment_raster"]
-from monai_rurnet.inferers.autocast import AutocastInferer  # noqa: E402
-from monai_rurnet.inferers.ensemble import FlipEnsembleInferer  # noqa: E402
-from monai_rurnet.inferers.fast import (  # noqa: E402
-    PRECISIONS,
-    FastInferer,
-    OnnxRuntimePredictor,
-    TorchFastPredictor,
-    export_step_onnx,
-    optimize_for_inference,
-)
-from monai_rurnet.inferers.memory import freed_memory_reused, reuse_freed_memory  # noqa: E402
-from monai_rurnet.inferers.norms import TwoPassGroupNorm  # noqa: E402
-
-__all__ += [
     "AutocastInferer",
-    "PRECISIONS",
+    "BACKENDS",
+    "EagerPredictor",
     "FastInferer",
-    "OnnxRuntimePredictor",
-    "TorchFastPredictor",
-    "export_step_onnx",
-    "optimize_for_inference",
-    "reuse_freed_memory",
     "FlipEnsembleInferer",
-    "freed_memory_reused",
+    "Float32Norm",
+    "InferenceOptions",
+    "OnnxRuntimePredictor",
+    "PRECISIONS",
+    "ResizeInferer",
+    "StepLoop",
+    "StepModule",
+    "TorchFastPredictor",
     "TwoPassGroupNorm",
+    "build_predictor",
+    "compute_dtype",
+    "export_step_onnx",
+    "freed_memory_reused",
+    "reuse_freed_memory",
 ]

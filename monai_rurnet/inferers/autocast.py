@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from monai.inferers import Inferer
 
-from monai_rurnet.inferers.fast import compute_dtype
+from monai_rurnet.inferers.precision import compute_dtype
 
 __all__ = ["AutocastInferer"]
 

@@ -56,7 +56,7 @@ def label_python_candidates() -> list[Path]:
     venv = os.environ.get("MONAI_RURNET_LABEL_VENV")
     if venv:
         out.append(Path(venv) / "bin" / "python")
-    out += [REPO_ROOT / ".venv-label" / "bin" / "python", Path("/work/venv-label/bin/python")]
+    out.append(Path.cwd() / ".venv-label" / "bin" / "python")  # made by .ci/label_env.sh in the checkout
     return out
 
 
@@ -72,7 +72,7 @@ def _imports_monailabel(python: Path) -> bool:
 
 def find_label_python(check: bool = True) -> str | None:
     """The label environment's python: ``$MONAI_RURNET_LABEL_PYTHON`` if set (and only it), else the first of
-    ``$MONAI_RURNET_LABEL_VENV``, ``.venv-label``, ``/work/venv-label`` or the current interpreter that can import
+    ``$MONAI_RURNET_LABEL_VENV``, ``./.venv-label`` or the current interpreter that can import
     ``monailabel.app`` and ``monai_rurnet``; ``None`` if there is none. ``check=False`` skips the import check."""
     cands = label_python_candidates()
     if os.environ.get(LABEL_PYTHON_ENV):

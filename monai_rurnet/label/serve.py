@@ -2,7 +2,7 @@
 --studies DIR [--port 8000]``.
 
 Runs in any environment: the server itself runs with the label environment's python (``--python``,
-``$MONAI_RURNET_LABEL_PYTHON``, ``.venv-label`` or ``/work/venv-label``). Binds 127.0.0.1 unless told otherwise.
+``$MONAI_RURNET_LABEL_PYTHON``, ``$MONAI_RURNET_LABEL_VENV`` or ``./.venv-label``). Binds 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Recurrent U-Net networks and the paper's baselines."""
 
 from monai_rurnet.networks.blocks import ConvBlock, ConvGRUCell, DRUCell, EncoderDecoder, SRUCell, UpStage
-from monai_rurnet.networks.export import check_onnx, export_onnx, export_torchscript, onnx_dynamic_axes
 from monai_rurnet.networks.registry import NETWORKS, available_networks, build_network, register_network
 from monai_rurnet.networks.rurnet import RecurrentUNet, check_spatial_size, valid_sizes
 
@@ -19,8 +18,4 @@ __all__ = [
     "RecurrentUNet",
     "check_spatial_size",
     "valid_sizes",
-    "check_onnx",
-    "export_onnx",
-    "export_torchscript",
-    "onnx_dynamic_axes",
 ]

@@ -67,11 +67,14 @@ class RecurrentUNet(nn.Module):
             state already has the decoder's width.
         norm: MONAI norm spec, e.g. ``("group", {"num_groups": 8})`` (U-Net-G) or ``"batch"`` (U-Net-B).
         act: MONAI activation spec.
-        return_all_steps: in training mode return all steps stacked as ``(B, T, C, *S)``.
+        return_all_steps: in training mode return all steps stacked as ``(B, T, C, *S)`` for
+            :class:`~monai_rurnet.losses.MultiStepLoss` (opt-in, like MONAI ``DynUNet``'s deep supervision; the
+            bundles' training configs turn it on).
 
     Shapes:
         input ``(B, in_channels, *S)`` with ``S`` divisible by ``2 ** (len(features) - 1)``; eval output
-        ``(B, out_channels, *S)`` (last step's logits); training output ``(B, T, out_channels, *S)``.
+        ``(B, out_channels, *S)`` (last step's logits); training output the same, or ``(B, T, out_channels, *S)``
+        with ``return_all_steps``.
 
     Example::
 
@@ -95,7 +98,7 @@ class RecurrentUNet(nn.Module):
         state_block: bool = False,
         norm: tuple | str = ("group", {"num_groups": 8}),
         act: tuple | str = ("relu", {"inplace": True}),
-        return_all_steps: bool = True,
+        return_all_steps: bool = False,
     ) -> None:
         super().__init__()
         feats = tuple(int(f) for f in features)
@@ -200,13 +203,12 @@ class RecurrentUNet(nn.Module):
         shape = [x.shape[0], self.out_channels] + list(x.shape[2:])
         return torch.full(shape, self.init_value, dtype=x.dtype, device=x.device)
 
-    def forward_steps(
-        self, x: torch.Tensor, steps: int | None = None, tol: float | None = None
-    ) -> tuple[list[torch.Tensor], int]:
-        """Run up to ``steps`` steps and return every step's logits and the number of steps run.
+    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """``steps`` recurrent steps (default: ``self.steps``). Eval: the last step's logits ``(B, C, *S)``;
+        training with ``return_all_steps``: every step's logits ``(B, T, C, *S)``.
 
-        With ``tol``, stop after step ``t >= 2`` when the largest absolute change of the probabilities between
-        steps ``t-1`` and ``t`` is below ``tol`` (anytime / early-exit inference).
+        Anytime inference with early exit (``tol``) runs the step through
+        :class:`~monai_rurnet.inferers.FastInferer` (any backend, ``"eager"`` for this module as it is).
         """
         self._check_input(x)
         n_steps = self.steps if steps is None else int(steps)
@@ -215,19 +217,10 @@ class RecurrentUNet(nn.Module):
         mask = self.initial_mask(x)
         h = torch.empty(0, dtype=x.dtype, device=x.device)
         outputs: list[torch.Tensor] = []
-        for t in range(n_steps):
+        for _ in range(n_steps):
             logits, h = self.step(x, mask, h)
             outputs.append(logits)
-            prob = self._probabilities(logits)
-            if tol is not None and t > 0 and float((prob - mask).abs().max()) < tol:
-                return outputs, t + 1
-            mask = prob
-        return outputs, n_steps
-
-    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        """Eval: last step's logits ``(B, C, *S)``; training: ``(B, T, C, *S)`` (or last step if not
-        ``return_all_steps``)."""
-        outputs, _ = self.forward_steps(x, steps)
+            mask = self._probabilities(logits)
         if self.training and self.return_all_steps:
             return torch.stack(outputs, dim=1)
         return outputs[-1]

@@ -10,6 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser, ckpt_export, onnx_export, verify_metadata
@@ -21,7 +22,6 @@ from monai_rurnet.bundle import (
     verify_metadata_offline,
     verify_net_in_out_offline,
 )
-from monai_rurnet.networks.export import check_onnx
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if p.is_dir() and (p / "configs").is_dir())
@@ -51,6 +51,21 @@ def _weights(bundle: Path, inference: Path, tmp_path: Path) -> Path:
     path = tmp_path / "random_model.pt"
     torch.save(_network(bundle, inference).state_dict(), path)
     return path
+
+
+def check_onnx(
+    path: Path, net: torch.nn.Module, inputs: list[torch.Tensor], atol: float, rtol: float
+) -> None:
+    """The ONNX file run by onnxruntime gives the network's outputs on each input (any batch and spatial size)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for x in inputs:
+        with torch.no_grad():
+            ref = net.eval()(x).numpy()
+        out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        assert out.shape == ref.shape
+        np.testing.assert_allclose(out, ref, atol=atol, rtol=rtol)
 
 
 def test_bundles_found():

@@ -15,7 +15,7 @@ from monai_rurnet.networks import build_network
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundles" / "handseg"
 BASE = ROOT / "configs"
-NET_ARGS = {"level": 4, "steps": 2, "features": [4, 4, 8, 8, 8]}
+NET_ARGS = {"network_def#steps": 2, "network_def#features": [4, 4, 8, 8, 8]}
 
 
 def test_inference_output_size_equals_input(tmp_path):
@@ -52,10 +52,14 @@ def test_train_synthetic_then_evaluate_folder(tmp_path):
         "output_dir": str(tmp_path / "tb"),
         "image_size": [64, 64],
         "batch_size": 2,
-        "network_args": NET_ARGS,
+        **NET_ARGS,
         "show_progress": False,
     }
-    train = [str(BASE / "train_base.json"), str(BUNDLE / "configs" / "train.json")]
+    train = [
+        str(BUNDLE / "configs" / "inference.json"),
+        str(BASE / "train_base.json"),
+        str(BUNDLE / "configs" / "train.json"),
+    ]
     run(config_file=train, max_epochs=1, num_synthetic_train=4, num_synthetic_val=2, **common)
     assert (tmp_path / "models" / "model.pt").is_file()
     assert len(list((tmp_path / "tb" / "synthetic_hands" / "train" / "images").iterdir())) == 4

@@ -14,7 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def _network_after_initialize(bundle: str, **overrides) -> torch.nn.Module:
     parser = ConfigParser()
     parser.read_config(
-        [str(ROOT / "configs" / "train_base.json"), str(ROOT / "bundles" / bundle / "configs" / "train.json")]
+        [
+            str(ROOT / "bundles" / bundle / "configs" / "inference.json"),
+            str(ROOT / "configs" / "train_base.json"),
+            str(ROOT / "bundles" / bundle / "configs" / "train.json"),
+        ]
     )
     parser.update(
         {"bundle_root": str(ROOT / "bundles" / bundle), "device": "$torch.device('cpu')", **overrides}

@@ -76,7 +76,11 @@ def test_train_one_epoch(tmp_path):
     _write_tiles(tmp_path / "data", names)
     ckpt = tmp_path / "models"
     run(
-        config_file=[str(BASE / "train_base.json"), str(BUNDLE / "configs" / "train.json")],
+        config_file=[
+            str(BUNDLE / "configs" / "inference.json"),
+            str(BASE / "train_base.json"),
+            str(BUNDLE / "configs" / "train.json"),
+        ],
         bundle_root=str(BUNDLE),
         dataset_dir=str(tmp_path / "data"),
         val_tiles=names[-1:],
@@ -87,7 +91,7 @@ def test_train_one_epoch(tmp_path):
         num_samples=2,
         patch_size=[64, 64],
         roi_size=[64, 64],
-        network_args={"level": 4, "steps": 2, "features": [4, 4, 8, 8, 8]},
+        **{"network_def#steps": 2, "network_def#features": [4, 4, 8, 8, 8]},
         show_progress=False,
     )
     assert (ckpt / "model.pt").is_file()

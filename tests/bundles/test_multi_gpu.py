@@ -14,7 +14,7 @@ from monai_rurnet.utils import load_state_dict_file
 from tests.reliability.test_interrupts import ENV, NETWORK_ARGS, ROOT, _train_cmd, _write_drive
 
 MULTI = (
-    f"['{ROOT / 'configs' / 'train_base.json'}','{ROOT / 'bundles' / 'retina_drive' / 'configs' / 'train.json'}',"
+    f"['{ROOT / 'bundles' / 'retina_drive' / 'configs' / 'inference.json'}','{ROOT / 'configs' / 'train_base.json'}','{ROOT / 'bundles' / 'retina_drive' / 'configs' / 'train.json'}',"
     + (
         f"'{ROOT / 'configs' / 'multi_gpu_train_base.json'}','{ROOT / 'bundles' / 'retina_drive' / 'configs' / 'multi_gpu_train.json'}']"
     )

@@ -15,6 +15,7 @@ def _progress_bar(show_progress):
     parser = ConfigParser()
     parser.read_config(
         [
+            str(ROOT / "bundles" / "retina_drive" / "configs" / "inference.json"),
             str(ROOT / "configs" / "train_base.json"),
             str(ROOT / "bundles" / "retina_drive" / "configs" / "train.json"),
         ]

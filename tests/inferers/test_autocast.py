@@ -13,7 +13,7 @@ from monai_rurnet.networks import build_network
 
 def _net() -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_network("dru", level=4, steps=2)
+    return build_network("dru", level=4, steps=2, return_all_steps=True)
 
 
 def test_float32_is_a_plain_call():

@@ -98,6 +98,7 @@ def test_evaluation_config_switch(bundle):
     parser = ConfigParser()
     parser.read_config(
         [
+            str(ROOT / "bundles" / bundle / "configs" / "inference.json"),
             str(ROOT / "configs" / "train_base.json"),
             str(ROOT / "bundles" / bundle / "configs" / "train.json"),
             str(ROOT / "configs" / "evaluate_base.json"),

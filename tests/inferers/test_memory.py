@@ -1,4 +1,5 @@
-"""reuse_freed_memory: freed tensor memory is reused without page faults; opt-out leaves malloc alone."""
+"""reuse_freed_memory: an explicit option of the runners (building a predictor leaves malloc alone); freed tensor
+memory is then reused without page faults; opt-out leaves malloc alone."""
 
 from __future__ import annotations
 
@@ -13,11 +14,21 @@ from monai_rurnet.inferers.memory import _glibc, reuse_freed_memory
 pytestmark = pytest.mark.skipif(_glibc() is None, reason="allocator tuning applies to glibc only")
 
 _FAULTS = """
-import resource, sys, torch
-from monai_rurnet.inferers import freed_memory_reused, optimize_for_inference
+import resource, sys, tempfile, numpy as np, torch
+from PIL import Image
+from monai_rurnet.inferers import TorchFastPredictor, freed_memory_reused
 from monai_rurnet.networks import build_network
+from monai_rurnet.runners import FolderSegmentationRunner, ImageFolderDataset
 
-optimize_for_inference(build_network("dru"), reuse_memory=sys.argv[1] == "reuse")
+TorchFastPredictor(build_network("dru"))
+assert not freed_memory_reused(), "building a predictor must not tune the allocator"
+folder = tempfile.mkdtemp()
+Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder + "/a.png")
+dataset = ImageFolderDataset(folder, lambda d: {"image": torch.zeros(3, 32, 32)})
+FolderSegmentationRunner(
+    build_network("dru"), dataset, lambda x, net: torch.zeros(1, 2, 32, 32), folder + "/out", progress=False,
+    reuse_memory=sys.argv[1] == "reuse",
+).run()
 n = 25 * 2**18  # per round: three 25 MiB tensors allocated, touched and freed (75 MiB: above glibc's
 faults = []     # largest automatic trim threshold, 64 MiB, so stock malloc hands them back every round)
 for _ in range(6):
@@ -32,11 +43,11 @@ print(freed_memory_reused(), sum(faults[3:]), 3 * 3 * n * 4 // 4096)
 def _run(mode: str) -> tuple[bool, int, int]:
     out = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(_FAULTS), mode], capture_output=True, text=True, check=True
-    ).stdout.split()
+    ).stdout.split()[-3:]  # after the runner's summary line
     return out[0] == "True", int(out[1]), int(out[2])
 
 
-def test_fast_predictor_reuses_freed_memory():
+def test_runner_reuses_freed_memory():
     reused, faults, pages = _run("reuse")
     assert reused
     # the last 3 rounds find the memory freed by the earlier ones in the heap: (almost) no page faults

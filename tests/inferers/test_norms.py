@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
 
-from monai_rurnet.inferers import FastInferer, optimize_for_inference
+from monai_rurnet.inferers import FastInferer, TorchFastPredictor
 from monai_rurnet.inferers.norms import TwoPassGroupNorm, channels_last_norms
 from monai_rurnet.networks import build_network
 
@@ -114,7 +114,7 @@ def test_exact_norms_fast_path_matches_reference():
         ref = net(x)
         ref64 = net.double()(x.double())
     net.float()
-    exact = optimize_for_inference(net, exact_norms=True)
+    exact = TorchFastPredictor(net, exact_norms=True)
     assert any(isinstance(m, TwoPassGroupNorm) for m in exact.network.modules())
     out = exact(x)
     scale = float(ref64.abs().max())
@@ -122,7 +122,7 @@ def test_exact_norms_fast_path_matches_reference():
     assert float((out.double() - ref64).abs().max()) <= 1e-4 * scale
     inferer = FastInferer(exact_norms=True)
     assert torch.allclose(inferer(x, net), out)
-    assert not any(isinstance(m, TwoPassGroupNorm) for m in optimize_for_inference(net).network.modules())
+    assert not any(isinstance(m, TwoPassGroupNorm) for m in TorchFastPredictor(net).network.modules())
 
 
 def test_instance_norm_network_fast_path():
@@ -132,7 +132,7 @@ def test_instance_norm_network_fast_path():
     for m in net.modules():
         if isinstance(m, nn.InstanceNorm2d) and m.affine:
             _randomise(m)
-    fast = optimize_for_inference(net)
+    fast = TorchFastPredictor(net)
     assert not any(isinstance(m, nn.InstanceNorm2d) for m in fast.network.modules())
     x = torch.rand(2, 3, 64, 96)
     with torch.inference_mode():

@@ -6,8 +6,8 @@ import pytest
 import torch
 from monai.inferers import SlidingWindowInferer
 
-import monai_rurnet.inferers.fast as fast_mod
-from monai_rurnet.inferers.fast import FastInferer, Float32Norm, compute_dtype, optimize_for_inference
+import monai_rurnet.inferers.torch_fast as torch_fast
+from monai_rurnet.inferers import FastInferer, Float32Norm, TorchFastPredictor, compute_dtype
 from monai_rurnet.networks import build_network
 
 # bfloat16 keeps 8 significant bits; over three recurrent steps of a random DRU(4) the logits move by ~4% of
@@ -31,7 +31,7 @@ def x() -> torch.Tensor:
 def test_bfloat16_close_to_float32(net, x, jit):
     with torch.inference_mode():
         ref = net(x)
-    out = optimize_for_inference(net, precision="bfloat16", jit=jit)(x)
+    out = TorchFastPredictor(net, precision="bfloat16", jit=jit)(x)
     assert out.dtype == torch.float32 and out.shape == ref.shape
     err = float((out - ref).abs().max())
     assert 0 < err <= TOL * max(1.0, float(ref.abs().max())), err  # > 0: the step really ran in bfloat16
@@ -39,13 +39,13 @@ def test_bfloat16_close_to_float32(net, x, jit):
 
 
 def test_float32_precision_is_the_default(net, x):
-    a = optimize_for_inference(net)(x)
-    b = optimize_for_inference(net, precision="fp32")(x)
+    a = TorchFastPredictor(net)(x)
+    b = TorchFastPredictor(net, precision="fp32")(x)
     assert torch.equal(a, b)
 
 
 def test_bfloat16_anytime_and_early_exit(net, x):
-    fast = optimize_for_inference(net, precision="bfloat16")
+    fast = TorchFastPredictor(net, precision="bfloat16")
     assert fast(x, steps=1).dtype == torch.float32 and fast.last_steps == 1
     fast(x, tol=1e9)  # any change is below this tolerance: every item stops after step 2
     assert fast.last_steps_per_sample == [2, 2]
@@ -74,13 +74,13 @@ def test_precision_errors():
 
 
 def test_warns_without_native_bfloat16(net, monkeypatch):
-    monkeypatch.setattr(fast_mod, "_native_bfloat16_cpu", lambda: False)
+    monkeypatch.setattr(torch_fast, "native_bfloat16_cpu", lambda: False)
     with pytest.warns(UserWarning, match="no native bfloat16"):
-        optimize_for_inference(net, precision="bfloat16")
+        TorchFastPredictor(net, precision="bfloat16")
 
 
 def test_bfloat16_network_layout(net):
-    fast = optimize_for_inference(net, precision="bfloat16")
+    fast = TorchFastPredictor(net, precision="bfloat16")
     norms = [m for m in fast.network.modules() if isinstance(m, Float32Norm)]
     assert norms and all(p.dtype == torch.float32 for n in norms for p in n.parameters())
     convs = [m for m in fast.network.modules() if isinstance(m, torch.nn.Conv2d)]

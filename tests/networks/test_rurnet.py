@@ -35,16 +35,20 @@ def test_3d(cell, level):
         assert net(torch.rand(1, 1, 16, 16, 32)).shape == (1, 3, 16, 16, 32)
 
 
+def test_multi_step_output_is_opt_in():
+    net = RecurrentUNet(2, 3, 2, features=SMALL, steps=3).train()  # like DynUNet's deep supervision: off
+    assert net(torch.rand(2, 3, 32, 32)).shape == (2, 2, 32, 32)
+
+
 def test_training_returns_all_steps_and_eval_the_last():
     torch.manual_seed(0)
-    net = RecurrentUNet(2, 3, 2, features=SMALL, steps=3).train()
+    net = RecurrentUNet(2, 3, 2, features=SMALL, steps=3, return_all_steps=True).train()
     x = torch.rand(2, 3, 32, 32)
     y_train = net(x)
     assert y_train.shape == (2, 3, 2, 32, 32)
     net.eval()
     with torch.no_grad():
-        outs, n = net.forward_steps(x)
-        assert n == 3 and len(outs) == 3
+        outs = [net(x, steps=t) for t in (1, 2, 3)]
         assert torch.allclose(net(x), outs[-1])
         # anytime: steps at call time; step t of a longer run equals a run of t steps
         assert torch.allclose(net(x, steps=2), outs[1], atol=1e-6)
@@ -55,7 +59,7 @@ def test_mask_recurrence_feeds_previous_softmax():
     net = RecurrentUNet(2, 3, 2, features=SMALL, steps=2, init_value=1.0).eval()
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
-        outs, _ = net.forward_steps(x, 2)
+        outs = [net(x, steps=t) for t in (1, 2)]
         h = torch.empty(0)
         logits1, h = net.step(x, torch.ones(1, 2, 32, 32), h)
         logits2, _ = net.step(x, torch.softmax(logits1, 1), h)
@@ -144,12 +148,3 @@ def test_wrong_channels_and_unknown_name():
         net(torch.rand(1, 1, 32, 32))
     with pytest.raises(KeyError, match="Available: .*dru"):
         build_network("dru5")
-
-
-def test_early_exit_tolerance():
-    net = build_network("dru", features=SMALL, steps=5).eval()
-    x = torch.rand(1, 3, 32, 32)
-    with torch.no_grad():
-        _, n_all = net.forward_steps(x, tol=0.0)
-        _, n_early = net.forward_steps(x, tol=2.0)  # probabilities never change by more than 1
-    assert n_all == 5 and n_early == 2

@@ -12,13 +12,15 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
+from monai.inferers import SlidingWindowInferer
 from monai.transforms import LoadImaged
 from PIL import Image
 
 from monai_rurnet.data import drive_datalist
 from monai_rurnet.engines.handlers import ResumableCheckpoint
-from monai_rurnet.inferers import DivisiblePadInferer, FolderSegmentationRunner, RecurrentSlidingWindowInferer
+from monai_rurnet.inferers import FastInferer
 from monai_rurnet.networks import build_network
+from monai_rurnet.runners import FolderSegmentationRunner, ImageFolderDataset
 from monai_rurnet.transforms import CheckSameSized, EnsureChannelsd, InvalidImageError
 from monai_rurnet.utils import load_state_dict_file
 
@@ -44,8 +46,9 @@ def preprocessing():
 
 
 def _runner(net, preprocessing, src: Path, out: Path, **kw) -> FolderSegmentationRunner:
+    inferer = FastInferer(SlidingWindowInferer((32, 32), 4), backend="eager")
     return FolderSegmentationRunner(
-        net, preprocessing, DivisiblePadInferer(k=16), src, out, progress=False, **kw
+        net, ImageFolderDataset(src, preprocessing), inferer, out, progress=False, **kw
     )
 
 
@@ -100,19 +103,10 @@ def test_network_size_not_divisible_suggests_sizes(net):
 # ---------------------------------------------------------------------------------------------- inferers
 
 
-@pytest.mark.parametrize("size", [(97, 131), (16, 17), (1, 33)])
-def test_divisible_pad_inferer_odd_sizes(net, size):
-    x = torch.rand(1, 3, *size)
-    with torch.no_grad():
-        y = DivisiblePadInferer(k=16)(x, net)
-    assert tuple(y.shape) == (1, 2, *size)
-    assert torch.isfinite(y).all()
-
-
-@pytest.mark.parametrize("size", [(97, 131), (20, 27)])
+@pytest.mark.parametrize("size", [(97, 131), (20, 27), (16, 17), (1, 33)])
 def test_recurrent_sliding_window_odd_sizes(net, size):
     x = torch.rand(1, 3, *size)
-    inferer = RecurrentSlidingWindowInferer(roi_size=(32, 32), sw_batch_size=4, steps=2)
+    inferer = FastInferer(SlidingWindowInferer((32, 32), 4), backend="eager", steps=2)
     with torch.no_grad():
         y = inferer(x, net)
     assert tuple(y.shape) == (1, 2, *size)
@@ -327,7 +321,13 @@ def test_image_label_size_mismatch_names_both_files(tmp_path):
 def train_validate_preprocessing():
     """``validate#preprocessing`` of the merged retina training config (shared trainer + bundle)."""
     parser = ConfigParser()
-    parser.read_config([str(ROOT / "configs" / "train_base.json"), str(BUNDLE / "configs" / "train.json")])
+    parser.read_config(
+        [
+            str(INFERENCE_CONFIG),
+            str(ROOT / "configs" / "train_base.json"),
+            str(BUNDLE / "configs" / "train.json"),
+        ]
+    )
     parser["bundle_root"] = str(BUNDLE)
     return parser.get_parsed_content("validate#preprocessing")
 

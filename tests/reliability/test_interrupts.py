@@ -23,7 +23,7 @@ from monai_rurnet.networks import build_network
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundles" / "retina_drive"
-TRAIN_CONFIG = f"['{ROOT / 'configs' / 'train_base.json'}','{BUNDLE / 'configs' / 'train.json'}']"
+TRAIN_CONFIG = f"['{BUNDLE / 'configs' / 'inference.json'}','{ROOT / 'configs' / 'train_base.json'}','{BUNDLE / 'configs' / 'train.json'}']"
 INFERENCE_CONFIG = str(BUNDLE / "configs" / "inference.json")
 NETWORK_ARGS = {"features": [4, 8, 16, 32, 64], "steps": 2}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -59,7 +59,8 @@ def _train_cmd(data: Path, work: Path, *extra: str, max_epochs: int = 6, val_int
         "--patch_size", "[32, 32]",
         "--roi_size", "[32, 32]",
         "--num_samples", "2",
-        "--network_args", repr(NETWORK_ARGS),
+        "--network_def#features", repr(NETWORK_ARGS["features"]),
+        "--network_def#steps", str(NETWORK_ARGS["steps"]),
         "--device", "$torch.device('cpu')",
         "--amp", "False",
         "--ckpt_dir", str(work / "models"),
@@ -74,7 +75,11 @@ def _train_inprocess(data: Path, work: Path, max_epochs: int, val_interval: int,
     from monai.bundle import run
 
     run(
-        config_file=[str(ROOT / "configs" / "train_base.json"), str(BUNDLE / "configs" / "train.json")],
+        config_file=[
+            str(BUNDLE / "configs" / "inference.json"),
+            str(ROOT / "configs" / "train_base.json"),
+            str(BUNDLE / "configs" / "train.json"),
+        ],
         bundle_root=str(BUNDLE),
         dataset_dir=str(data),
         train_ids=[21, 22, 23],
@@ -84,7 +89,7 @@ def _train_inprocess(data: Path, work: Path, max_epochs: int, val_interval: int,
         patch_size=[32, 32],
         roi_size=[32, 32],
         num_samples=2,
-        network_args=dict(NETWORK_ARGS),
+        **{f"network_def#{k}": v for k, v in NETWORK_ARGS.items()},
         device="$torch.device('cpu')",
         amp=False,
         ckpt_dir=str(work / "models"),

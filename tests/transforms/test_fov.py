@@ -52,8 +52,9 @@ def test_no_fov_means_no_rescale_and_width_of_empty_mask():
 def test_runner_option_can_be_switched_off(tmp_path):
     from PIL import Image
 
-    from monai_rurnet.inferers import FolderSegmentationRunner, PngMaskWriter
+    from monai_rurnet.data.writers import PngMaskWriter
     from monai_rurnet.networks import build_network
+    from monai_rurnet.runners import FolderSegmentationRunner, ImageFolderDataset
 
     img = (_disc_image(200, 232, 90).transpose(1, 2, 0) * 255).astype(np.uint8)
     (tmp_path / "in").mkdir()
@@ -72,9 +73,8 @@ def test_runner_option_can_be_switched_off(tmp_path):
     for rescaler, out in ((None, "off"), (FOVRescaler(), "on")):
         FolderSegmentationRunner(
             net,
-            prep,
+            ImageFolderDataset(tmp_path / "in", prep),
             inferer,
-            tmp_path / "in",
             tmp_path / out,
             writer=PngMaskWriter(),
             progress=False,

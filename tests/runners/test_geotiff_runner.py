@@ -9,8 +9,9 @@ import torch
 from monai.inferers import SlidingWindowInferer
 
 from monai_rurnet.data import write_geotiff
-from monai_rurnet.inferers import GeoTiffSegmentationRunner, segment_raster
+from monai_rurnet.inferers import FastInferer, FlipEnsembleInferer
 from monai_rurnet.networks import build_network
+from monai_rurnet.runners import GEO_SUFFIXES, GeoTiffSegmentationRunner, ImageFolderDataset, segment_raster
 
 GT = (200000.0, 1.0, 0.0, 900000.0, 0.0, -1.0)
 MEAN = np.array([0.485, 0.456, 0.406])[:, None, None]
@@ -22,6 +23,12 @@ def _net() -> torch.nn.Module:
     return build_network(
         "dru", spatial_dims=2, in_channels=3, out_channels=2, features=(4, 4, 8, 8, 8), level=4, steps=2
     ).eval()
+
+
+def _runner(net, src, out, inferer=None, **kw) -> GeoTiffSegmentationRunner:
+    inferer = inferer if inferer is not None else FastInferer()
+    dataset = ImageFolderDataset(src, suffixes=GEO_SUFFIXES)
+    return GeoTiffSegmentationRunner(net, dataset, inferer, out, **kw)
 
 
 def _raster(path, shape=(70, 90), seed=0, crs="EPSG:26986", transform=GT) -> np.ndarray:
@@ -78,7 +85,7 @@ def test_runner_bad_file_skip_and_png(tmp_path, capsys):
     net = _net()
     torch.save(net.state_dict(), weights)
     kw = {"roi_size": 32, "window": 32, "progress": False}
-    runner = GeoTiffSegmentationRunner(net, src, out, weights=weights, **kw)
+    runner = _runner(net, src, out, weights=weights, **kw)
     with pytest.raises(SystemExit) as exc:
         runner.run()
     assert exc.value.code == 1
@@ -93,20 +100,23 @@ def test_runner_bad_file_skip_and_png(tmp_path, capsys):
     assert not (out / "broken_seg.tif").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left behind
     (src / "broken.tif").unlink()
-    summary = GeoTiffSegmentationRunner(net, src, out, weights=weights, **kw).run()
+    summary = _runner(net, src, out, weights=weights, **kw).run()
     assert summary["skipped"] == 2 and summary["done"] == 0 and summary["failed"] == 0
 
 
 def test_runner_fast_path_and_flip_tta(tmp_path):
-    """The runner's fast path gives the eager probabilities; flip TTA averages the 4 mirrored patch batches."""
+    """The runner runs any inferer: the fast path gives the eager probabilities; flip TTA averages the 4 mirrored
+    patch batches."""
     a = _raster(tmp_path / "in" / "t.tif", (64, 64))
     net = _net()
     probs = {}
-    for name, kw in {"eager": {"fast": False}, "fast": {}, "tta": {"flip_tta": True}}.items():
-        runner = GeoTiffSegmentationRunner(
-            net, tmp_path / "in", tmp_path / name, roi_size=32, window=64, progress=False, **kw
-        )
-        runner.run()
+    inferers = {
+        "eager": FastInferer(backend="eager"),
+        "fast": FastInferer(),
+        "tta": FlipEnsembleInferer(FastInferer()),
+    }
+    for name, inferer in inferers.items():
+        _runner(net, tmp_path / "in", tmp_path / name, inferer, roi_size=32, window=64, progress=False).run()
         with rasterio.open(tmp_path / name / "t_prob.tif") as p:
             probs[name] = p.read(1)
     assert np.abs(probs["fast"] - probs["eager"]).max() <= 1e-4
@@ -125,25 +135,19 @@ def test_runner_fast_path_and_flip_tta(tmp_path):
 
 
 def test_runner_bfloat16(tmp_path):
-    """``precision="bfloat16"`` runs the fast path in bfloat16: near the float32 probabilities, not equal."""
+    """A ``FastInferer(precision="bfloat16")`` runs the fast path in bfloat16: near the float32 probabilities, not equal."""
     _raster(tmp_path / "in" / "t.tif", (64, 64))
     net = _net()
     probs = {}
     for precision in ("float32", "bfloat16"):
-        runner = GeoTiffSegmentationRunner(
-            net,
-            tmp_path / "in",
-            tmp_path / precision,
-            roi_size=32,
-            window=64,
-            progress=False,
-            precision=precision,
-        )
-        runner.run()
+        inferer = FastInferer(precision=precision)
+        _runner(
+            net, tmp_path / "in", tmp_path / precision, inferer, roi_size=32, window=64, progress=False
+        ).run()
         with rasterio.open(tmp_path / precision / "t_prob.tif") as p:
             probs[precision] = p.read(1)
     err = np.abs(probs["bfloat16"] - probs["float32"]).max()
     assert 0 < err <= 0.1, err  # a random network; bfloat16 keeps 8 significant bits
     assert np.mean((probs["bfloat16"] >= 0.5) == (probs["float32"] >= 0.5)) >= 0.97
-    with pytest.raises(ValueError, match="fast=True"):
-        GeoTiffSegmentationRunner(net, tmp_path / "in", tmp_path / "x", fast=False, precision="bfloat16")
+    with pytest.raises(ValueError, match="needs backend='torch'"):
+        FastInferer(backend="eager", precision="bfloat16")

@@ -1,0 +1,130 @@
+"""The one ONNX exporter: a network's recurrent *step* (or a plain module's forward), dynamic batch and spatial axes.
+
+:class:`~monai_rurnet.inferers.OnnxRuntimePredictor` runs the exported step inside the anytime loop
+(:class:`~monai_rurnet.inferers.StepLoop`), so ``steps`` and ``tol`` stay call-time choices.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from monai_rurnet.inferers.norms import replace_modules
+from monai_rurnet.inferers.steps import recurrent_info
+from monai_rurnet.networks.rurnet import RecurrentUNet
+
+__all__ = ["META_KEY", "StepModule", "export_step_onnx"]
+
+#: key of the ONNX metadata entry holding :func:`~monai_rurnet.inferers.steps.recurrent_info` (JSON).
+META_KEY = "monai_rurnet"
+
+
+class StepModule(nn.Module):
+    """One recurrent step of a :class:`RecurrentUNet` as a module: ``(x, mask, h) -> (logits, h_new)``.
+
+    ``h`` must be given (``(B, state_channels, *S/2**level)``, e.g. filled with ``state_init``), so the module
+    has no data-dependent branch and traces/exports cleanly. Shares the network's parameters.
+    """
+
+    def __init__(self, net: RecurrentUNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, h: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net.step(x, mask, h)
+
+
+_INSTANCE_NORMS = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
+
+
+def _instance_norms_for_export(module: nn.Module, spatial_dims: int) -> None:
+    """Replace, in place, every ``GroupNorm`` with one channel per group by the equivalent affine
+    ``InstanceNorm``: the exporter writes GroupNorm as Reshape -> InstanceNormalization -> Reshape -> Mul -> Add,
+    the instance norm as one InstanceNormalization node (about 20% less ONNX Runtime time for DRU(4) at 576x576,
+    whose full-resolution levels have 8 channels in 8 groups). Exact in eval mode."""
+
+    def convert(m: nn.Module) -> nn.Module | None:
+        if not (isinstance(m, nn.GroupNorm) and m.num_groups == m.num_channels and m.affine):
+            return None
+        norm = _INSTANCE_NORMS[spatial_dims](m.num_channels, eps=m.eps, affine=True)
+        with torch.no_grad():
+            norm.weight.copy_(m.weight)
+            norm.bias.copy_(m.bias)
+        return norm
+
+    replace_modules(module, convert)
+
+
+def export_step_onnx(
+    network: nn.Module,
+    path: str | os.PathLike,
+    opset: int = 17,
+    example_size: Sequence[int] | None = None,
+) -> Path:
+    """Export ``network`` to ONNX for :class:`OnnxRuntimePredictor` (TorchScript-based exporter).
+
+    A :class:`RecurrentUNet` is exported as one step with inputs ``x, mask, h`` and outputs ``logits, h_new``;
+    other modules as ``x -> logits``. Batch and spatial axes are dynamic; the recurrence settings are stored
+    in the model's metadata (key ``monai_rurnet``). GroupNorms with one channel per group are written as
+    instance norms (the same function, fewer nodes).
+    """
+    import onnx
+
+    path = Path(path)
+    net = copy.deepcopy(network).cpu().eval().float()
+    recurrent = isinstance(net, RecurrentUNet)
+    info = recurrent_info(net)
+    dims = getattr(net, "spatial_dims", 2)
+    in_ch = getattr(net, "in_channels", None)
+    if in_ch is None:
+        first = next(m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d)))
+        in_ch, dims = first.in_channels, first.weight.dim() - 2
+    size = tuple(example_size) if example_size is not None else (int(info.get("divisor", 16)) * 2,) * dims
+    _instance_norms_for_export(net, dims)
+    x = torch.randn(1, in_ch, *size)
+    spatial = {i + 2: f"s{i}" for i in range(dims)}
+    state_spatial = {i + 2: f"hs{i}" for i in range(dims)}
+    if recurrent:
+        stride = info["state_stride"]
+        mask = torch.full((1, info["out_channels"], *size), info["init_value"])
+        h = torch.full((1, info["state_channels"], *(s // stride for s in size)), info["state_init"])
+        module: nn.Module = StepModule(net)
+        args: tuple[torch.Tensor, ...] = (x, mask, h)
+        in_names, out_names = ["x", "mask", "h"], ["logits", "h_new"]
+        dyn = {
+            "x": {0: "b", **spatial},
+            "mask": {0: "b", **spatial},
+            "h": {0: "b", **state_spatial},
+            "logits": {0: "b", **spatial},
+            "h_new": {0: "b", **state_spatial},
+        }
+    else:
+        module, args = net, (x,)
+        in_names, out_names = ["x"], ["logits"]
+        dyn = {"x": {0: "b", **spatial}, "logits": {0: "b", **spatial}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=in_names,
+            output_names=out_names,
+            dynamic_axes=dyn,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    model = onnx.load(str(path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(info)
+    onnx.save(model, str(path))
+    return path
