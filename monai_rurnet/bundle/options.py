@@ -38,6 +38,9 @@ OPTION_HELP = {
     "image_size": "the network's input size: images are resized to it and the result back",
     "mean": "per-channel normalisation mean (images scaled to [0, 1] first)",
     "std": "per-channel normalisation standard deviation",
+    "max_pixels": "inputs with more pixels are refused by name before decoding; raise it if memory allows",
+    "num_parts": "split the inputs into this many disjoint shares (one per process; torchrun ranks split further)",
+    "part_id": "which share this process takes, 0..num_parts-1",
 }
 _NOT_OPTIONS = ("imports", "bundle_root", "run", "initialize", "finalize")
 

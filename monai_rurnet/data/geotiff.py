@@ -34,6 +34,10 @@ __all__ = [
     "read_window",
     "three_bands",
     "normalize_bands",
+    "raster_unit_scale",
+    "valid_pixels",
+    "PROB_NODATA",
+    "MIN_RASTER_SIDE",
     "create_like",
     "write_geotiff",
     "geotransform_to_affine",
@@ -260,18 +264,90 @@ def three_bands(a: np.ndarray, path: Any = "raster") -> np.ndarray:
     raise ValueError(f"{path}: expected 1, 3 or 4 bands, got {a.shape[0]}")
 
 
+#: The value of the ``_prob`` rasters' nodata pixels (outside [0, 1], so it cannot pass for a probability).
+PROB_NODATA = -1.0
+#: Rasters smaller than this on either side are refused.
+MIN_RASTER_SIDE = 16
+
+
+def raster_unit_scale(ds: Any, sample: int = 1024) -> float:
+    """The divisor that brings a raster's values to [0, 1], checked on a decimated read; errors name the file.
+
+    Integers: their type's maximum (uint8 255, uint16 65535); negative values are refused. Floats: 1 when the
+    values lie in [0, 1], 255 when they lie in [0, 255] (8-bit data stored as float); other ranges and negative
+    values are refused. NaN/Inf and nodata pixels are left out (they are treated as nodata). Rasters smaller than
+    :data:`MIN_RASTER_SIDE` px on a side are refused.
+    """
+    if min(ds.height, ds.width) < MIN_RASTER_SIDE:
+        raise ValueError(
+            f"{ds.name}: raster of {ds.width}x{ds.height} px is too small (at least {MIN_RASTER_SIDE} px a side)."
+        )
+    dtype = np.dtype(ds.dtypes[0])
+    shape = (ds.count, min(ds.height, sample), min(ds.width, sample))
+    a = ds.read(out_shape=shape).astype(np.float64)
+    ok = valid_pixels(a, ds.nodata)
+    values = a[:, ok]
+    lo = float(values.min()) if values.size else 0.0
+    hi = float(values.max()) if values.size else 0.0
+    if lo < 0:
+        raise ValueError(
+            f"{ds.name}: negative pixel values (down to {lo:g}); expected an image with values >= 0 "
+            "(set the raster's nodata value if they mark missing data)."
+        )
+    if np.issubdtype(dtype, np.integer):
+        return float(np.iinfo(dtype).max)
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"{ds.name}: unsupported pixel type {dtype}")
+    if hi <= 1.0 + 1e-6:
+        return 1.0
+    if hi <= 255.0 + 1e-6:
+        return 255.0
+    raise ValueError(
+        f"{ds.name}: float pixel values up to {hi:g}; expected reflectances in [0, 1] or 8-bit values in [0, 255]."
+    )
+
+
+def valid_pixels(a: np.ndarray, nodata: float | None) -> np.ndarray:
+    """``(h, w)`` bool: pixels whose bands are all finite and not all equal to ``nodata``."""
+    ok = np.isfinite(a).all(0) if np.issubdtype(a.dtype, np.floating) else np.ones(a.shape[1:], bool)
+    if nodata is not None and not np.isnan(nodata):
+        ok &= ~(a == nodata).all(0)
+    return ok
+
+
 def normalize_bands(
-    a: np.ndarray, mean: Sequence[float], std: Sequence[float], path: Any = "raster"
+    a: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    path: Any = "raster",
+    scale: float | None = None,
+    valid: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Band array ``(C, h, w)`` -> float32 ``(unit - mean) / std`` per band, where ``unit`` is in [0, 1] (integers
-    divided by their dtype's maximum, floats as they are)."""
-    if np.issubdtype(a.dtype, np.integer):
-        unit = a.astype(np.float32) / float(np.iinfo(a.dtype).max)
-    elif np.issubdtype(a.dtype, np.floating):
-        unit = a.astype(np.float32)
-    else:
-        raise ValueError(f"{path}: unsupported pixel type {a.dtype}")
-    return (unit - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
+    """Band array ``(C, h, w)`` -> float32 ``(a / scale - mean) / std`` per band; pixels not ``valid`` are 0.
+
+    ``scale`` defaults to the integer type's maximum (floats: 1); see :func:`raster_unit_scale`. Values that
+    fall outside [0, 1] after scaling (where valid) raise a ``ValueError`` naming ``path``.
+    """
+    if scale is None:
+        if np.issubdtype(a.dtype, np.integer):
+            scale = float(np.iinfo(a.dtype).max)
+        elif np.issubdtype(a.dtype, np.floating):
+            scale = 1.0
+        else:
+            raise ValueError(f"{path}: unsupported pixel type {a.dtype}")
+    unit = a.astype(np.float32) / np.float32(scale)
+    if valid is not None:
+        unit = np.where(valid[None], unit, 0.0).astype(np.float32)
+    lo, hi = (float(unit.min()), float(unit.max())) if unit.size else (0.0, 0.0)
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise ValueError(
+            f"{path}: pixel values span [{lo * scale:g}, {hi * scale:g}], outside the expected [0, {scale:g}] "
+            "(negative values, or a float raster whose scale changes between windows)."
+        )
+    out = (unit - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
+    if valid is not None:
+        out[:, ~valid] = 0.0
+    return out
 
 
 def read_window(

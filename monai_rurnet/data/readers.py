@@ -1,4 +1,5 @@
-"""Read one 2D image file (PNG, GIF, PPM, JPEG, TIFF, GeoTIFF) as a numpy array in its stored data type."""
+"""Read 2D image files (PNG, GIF, PPM, JPEG, TIFF, GeoTIFF): as numpy arrays in their stored data type
+(:func:`read_plane`, for scoring), and through MONAI's ``LoadImage`` (:class:`TiffFallbackPILReader`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from monai.data import PILReader
+from monai.utils import ensure_tuple
+from PIL import Image, UnidentifiedImageError
 
-__all__ = ["PLANE_SUFFIXES", "read_plane"]
+__all__ = ["PLANE_SUFFIXES", "read_plane", "TiffFallbackPILReader"]
 
 PLANE_SUFFIXES = (".png", ".gif", ".ppm", ".pgm", ".pbm", ".jpg", ".jpeg", ".tif", ".tiff")
 _TIFF = (".tif", ".tiff")
@@ -58,3 +62,42 @@ def read_plane(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         return _read_pil(path), None
     except Exception as e:  # unreadable, truncated or not an image
         raise ValueError(f"{path}: cannot read the image ({type(e).__name__}: {e}).") from e
+
+
+def _tiff_as_pil(path: Path) -> Image.Image:
+    """A TIFF that Pillow cannot decode (16-bit RGB, band-interleaved, LZW/deflate/tiled 16-bit, ...) read with
+    rasterio and given to Pillow as Pillow reads the TIFFs it can: 16-bit colour as its high byte (8-bit RGB),
+    16-bit grey as ``I;16``, one float band as ``F``."""
+    arr, _ = _read_tiff(path)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        if arr.dtype == np.uint16:
+            arr = (arr >> 8).astype(np.uint8)
+        if arr.dtype != np.uint8:
+            raise ValueError(f"{path}: {arr.shape[-1]}-band TIFF of type {arr.dtype} is not supported")
+        return Image.fromarray(np.ascontiguousarray(arr), "RGB" if arr.shape[-1] == 3 else "RGBA")
+    if arr.ndim == 2 and arr.dtype in (np.uint8, np.uint16, np.float32):
+        return Image.fromarray(np.ascontiguousarray(arr))
+    if arr.ndim == 2 and np.issubdtype(arr.dtype, np.floating):
+        return Image.fromarray(arr.astype(np.float32))
+    raise ValueError(f"{path}: TIFF with shape {arr.shape} and type {arr.dtype} is not supported")
+
+
+class TiffFallbackPILReader(PILReader):
+    """MONAI's ``PILReader``, except that a TIFF Pillow cannot decode is read with rasterio (GDAL) instead of
+    failing (see :func:`_tiff_as_pil`); images Pillow reads come out exactly as with ``PILReader``."""
+
+    def read(self, data, **kwargs):  # noqa: ANN001, ANN201 - MONAI's signature
+        images = []
+        names = ensure_tuple(data)
+        for name in names:
+            try:
+                img = super().read(name, **kwargs)
+                img.load()  # Pillow decodes lazily: a layout it cannot decode fails here, not later
+            except (UnidentifiedImageError, ValueError, OSError):
+                if Path(name).suffix.lower() not in _TIFF:
+                    raise
+                img = _tiff_as_pil(Path(name))
+                if callable(self.converter):
+                    img = self.converter(img)
+            images.append(img)
+        return images if len(names) > 1 else images[0]

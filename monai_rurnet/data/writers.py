@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from monai_rurnet.data.geotiff import create_like
+from monai_rurnet.data.geotiff import PROB_NODATA, create_like
 from monai_rurnet.utils import atomic_write
 
 __all__ = ["overlay_image", "save_png", "PngMaskWriter", "GeoTiffMaskWriter"]
@@ -62,8 +62,9 @@ class PngMaskWriter:
 
 
 class GeoTiffMaskWriter:
-    """Writes ``<stem>_seg.tif`` (uint8 0/255) and ``<stem>_prob.tif`` (float32) window by window, with the
-    input's size, CRS and geotransform."""
+    """Writes ``<stem>_seg.tif`` (uint8 0/255) and ``<stem>_prob.tif`` (float32, nodata tag
+    :data:`~monai_rurnet.data.geotiff.PROB_NODATA`) window by window, with the input's size, CRS and
+    geotransform. Nodata pixels (probability ``PROB_NODATA``) are 0 in ``_seg``."""
 
     def __init__(self, threshold: float = 0.5, prob: bool = True) -> None:
         self.threshold = threshold
@@ -83,7 +84,7 @@ class GeoTiffMaskWriter:
         with ExitStack() as stack:
             seg = stack.enter_context(create_like(src, paths[0], count=1, dtype="uint8"))
             prob = (
-                stack.enter_context(create_like(src, paths[1], count=1, dtype="float32"))
+                stack.enter_context(create_like(src, paths[1], count=1, dtype="float32", nodata=PROB_NODATA))
                 if self.prob
                 else None
             )

@@ -4,13 +4,7 @@ The bundles' ``inference.json`` builds one as its ``evaluator`` (MONAI's standar
 ``dataset`` of the input folder; reading and writing go through :mod:`monai_rurnet.data`.
 """
 
-from monai_rurnet.runners.base import (
-    IMAGE_SUFFIXES,
-    ImageFolderDataset,
-    SegmentationRunner,
-    find_images,
-    root_cause,
-)
+from monai_rurnet.runners.base import ImageFolderDataset, SegmentationRunner
 from monai_rurnet.runners.folder import FolderSegmentationRunner
 from monai_rurnet.runners.geotiff import (
     GEO_SUFFIXES,
@@ -24,12 +18,9 @@ __all__ = [
     "GEO_SUFFIXES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "IMAGE_SUFFIXES",
     "FolderSegmentationRunner",
     "GeoTiffSegmentationRunner",
     "ImageFolderDataset",
     "SegmentationRunner",
-    "find_images",
-    "root_cause",
     "segment_raster",
 ]

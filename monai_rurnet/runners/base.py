@@ -13,69 +13,87 @@ import torch
 from monai.data import Dataset
 from tqdm import tqdm
 
+from monai_rurnet.data.files import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    check_pixel_limit,
+    output_is_complete,
+    scan_inputs,
+)
+from monai_rurnet.engines.distributed import (
+    init_distributed_from_env,
+    shard_spec,
+    sum_across_ranks,
+    take_shard,
+)
+from monai_rurnet.errors import root_cause
 from monai_rurnet.inferers.memory import reuse_freed_memory
-from monai_rurnet.utils import as_bool, load_state_dict_file
+from monai_rurnet.utils import as_bool, clean_stale_temp_files, load_state_dict_file
 
-__all__ = ["IMAGE_SUFFIXES", "find_images", "root_cause", "ImageFolderDataset", "SegmentationRunner"]
+__all__ = ["ImageFolderDataset", "SegmentationRunner"]
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".ppm", ".gif")
 logger = logging.getLogger(__name__)
 
 
-def find_images(folder: str | Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
-    """Sorted images with one of ``suffixes`` (case-insensitive) in ``folder``; errors name the folder."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: input folder does not exist.")
-    suffixes = tuple(s.lower() for s in suffixes)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
-    if not files:
-        raise FileNotFoundError(f"{folder}: no input images ({', '.join(suffixes)}) found.")
-    return files
-
-
-def root_cause(error: BaseException) -> BaseException:
-    """The innermost cause of an error (MONAI's ``Compose`` wraps transform errors in ``RuntimeError``)."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return error
-
-
 class ImageFolderDataset(Dataset):
-    """The images of ``folder`` (see :func:`find_images`) as ``{"image": path}`` items, through ``transform``.
+    """The images of ``folder`` as ``{"image": path}`` items, through ``transform``.
 
     The folder is listed on first use (so a bundle config builds it without touching the disk) and the list is
-    kept. ``data`` is the list of untransformed items.
+    kept (:func:`~monai_rurnet.data.files.scan_inputs`). ``data`` is the list of untransformed items; ``refused``
+    maps the files that cannot be used (broken links, two files sharing a stem) to the reason, so that a runner
+    reports them by name instead of dropping them.
     """
 
     def __init__(
         self, folder: str | Path, transform: Callable | None = None, suffixes: Sequence[str] = IMAGE_SUFFIXES
     ) -> None:
         self.folder = Path(folder)
-        self.suffixes = tuple(suffixes)
+        self.suffixes = tuple(s.lower() for s in suffixes)
         self.transform = transform
         self._data: list[dict[str, str]] | None = None
+        self._refused: dict[Path, str] = {}
+
+    def _scan(self) -> None:
+        scan = scan_inputs(self.folder, self.suffixes)
+        self._data = [{"image": str(p)} for p in scan.files]
+        self._refused = scan.refused
 
     @property
     def data(self) -> list[dict[str, str]]:  # type: ignore[override]
         if self._data is None:
-            self._data = [{"image": str(p)} for p in find_images(self.folder, self.suffixes)]
+            self._scan()
         return self._data
+
+    @property
+    def refused(self) -> dict[Path, str]:
+        """Files of the folder that cannot be segmented, with the reason."""
+        if self._data is None:
+            self._scan()
+        return self._refused
 
 
 class SegmentationRunner:
     """Segment every item of ``dataset`` into ``output_dir``; one bad input never stops the others.
 
     Subclasses implement :meth:`process` (one input, outputs written atomically by ``writer``, whose
-    ``outputs(src, out_dir)`` names them). Inputs whose outputs all exist are skipped unless ``overwrite`` (an
-    interrupted run resumes); a summary line is printed; ``SystemExit(1)`` at the end when any input failed and
-    ``exit_on_failure``.
+    ``outputs(src, out_dir)`` names them). Inputs whose outputs all exist and read back as complete images are
+    skipped unless ``overwrite`` (an interrupted run resumes); files the dataset refused (broken links, shared
+    stems) and inputs over ``max_pixels`` fail by name while the others are segmented; a summary line is printed;
+    ``SystemExit(1)`` at the end when any input failed and ``exit_on_failure``. Temp files of killed runs are
+    cleaned only when their process is gone (:func:`~monai_rurnet.utils.clean_stale_temp_files`).
+
+    Sharding: ``num_parts``/``part_id`` and/or ``torchrun`` (``RANK``/``WORLD_SIZE``) give each process a disjoint,
+    deterministic share of the inputs (:func:`~monai_rurnet.engines.shard_spec`); under ``torchrun`` the counts
+    of every rank are summed and rank 0 prints the one summary line; every rank exits with 1 when any failed.
 
     Args:
         network: the segmentation network, put in eval mode on ``device`` with ``weights`` loaded
             (``torch.load(weights_only=True)``, strict).
         dataset: the inputs, ``{"image": path}`` items (e.g. :class:`ImageFolderDataset`).
         inferer: MONAI-style inferer called as ``inferer(batch, network)``, returning logits ``(B, K, *S)``.
+        overwrite, progress: booleans, also as command-line text (true/false, yes/no, 1/0).
+        max_pixels: inputs with more pixels are refused by name before they are decoded (``None``/0: no limit).
+        num_parts, part_id: this process's share of the inputs (``None``: all, or the torchrun rank's share).
         reuse_memory: keep freed CPU memory for reuse for the whole run
             (:func:`~monai_rurnet.inferers.reuse_freed_memory`, process-wide, glibc only: 20-26% faster on large
             images on a 2-core CPU; the process keeps its peak working set).
@@ -90,11 +108,14 @@ class SegmentationRunner:
         writer: Any,
         weights: str | Path | None = None,
         device: str | torch.device = "cpu",
-        overwrite: bool = False,
+        overwrite: bool | str = False,
         foreground: int = 1,
-        progress: bool = True,
+        progress: bool | str = True,
         exit_on_failure: bool = True,
-        reuse_memory: bool = True,
+        reuse_memory: bool | str = True,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        num_parts: int | None = None,
+        part_id: int | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
@@ -106,56 +127,77 @@ class SegmentationRunner:
         self.writer = writer
         self.overwrite = as_bool(overwrite, "overwrite")
         self.foreground = foreground
-        self.progress = progress
+        self.progress = as_bool(progress, "progress")
         self.exit_on_failure = exit_on_failure
-        self.reuse_memory = reuse_memory
+        self.reuse_memory = as_bool(reuse_memory, "reuse_memory")
+        self.max_pixels = int(max_pixels) if max_pixels else None
+        self.num_parts, self.part_id = num_parts, part_id
+        shard_spec(num_parts, part_id)  # bad values fail before any work
 
     def process(self, index: int) -> None:
         """Segment item ``index`` of the dataset and write its outputs."""
         raise NotImplementedError
 
-    def _todo(self) -> tuple[list[int], int]:
-        """Indices of the items to process and the number skipped because their outputs exist."""
+    def _done(self, path: Path) -> bool:
+        return all(output_is_complete(o) for o in self.writer.outputs(path, self.output_dir))
+
+    def _todo(self, indices: Sequence[int]) -> tuple[list[int], int]:
+        """Which of ``indices`` to process, and how many are skipped because their outputs are complete."""
         paths = [Path(d["image"]) for d in self.dataset.data]
         ours = {o.name for p in paths for o in self.writer.outputs(p, self.output_dir)}
         same_dir = {p.parent.resolve() for p in paths} == {self.output_dir.resolve()}
         todo, skipped = [], 0
-        for i, p in enumerate(paths):
+        for i in indices:
+            p = paths[i]
             if same_dir and p.name in ours:  # our own outputs in an output folder that is the input folder
                 continue
-            if not self.overwrite and all(o.exists() for o in self.writer.outputs(p, self.output_dir)):
+            if not self.overwrite and self._done(p):
                 skipped += 1
                 continue
             todo.append(i)
         return todo, skipped
 
+    def _fail(self, path: Any, cause: BaseException | str) -> None:
+        why = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
+        logger.error(f"FAILED {path}: {why}")
+        print(f"FAILED {path}: {why}", file=sys.stderr)
+
     def run(self) -> dict[str, Any]:
-        """Process every input; returns ``{"done", "skipped", "failed", "seconds"}``."""
+        """Process this process's share of the inputs; returns ``{"done", "skipped", "failed", "seconds"}`` summed
+        over every rank under torchrun."""
         if self.reuse_memory:
             reuse_freed_memory()
-        todo, skipped = self._todo()
+        distributed = init_distributed_from_env()
+        part, parts = shard_spec(self.num_parts, self.part_id)
+        todo, skipped = self._todo(take_shard(range(len(self.dataset.data)), part, parts))
+        refused = take_shard(sorted(getattr(self.dataset, "refused", {}).items()), part, parts)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.output_dir.glob(".*.tmp*"):  # temp files of a killed run (outputs are renamed in)
-            stale.unlink(missing_ok=True)
-        done, failed = 0, []
+        clean_stale_temp_files(self.output_dir)
+        for path, why in refused:
+            self._fail(path, why)
+        done, failed = 0, len(refused)
         start = time.perf_counter()
         for i in tqdm(todo, desc="segmenting", unit="img", disable=not self.progress, file=sys.stderr):
             path = self.dataset.data[i]["image"]
             try:
+                check_pixel_limit(path, self.max_pixels, "--max_pixels")
                 self.process(i)
                 done += 1
             except Exception as e:  # one bad file must not stop the others
-                cause = root_cause(e)
-                failed.append(path)
-                logger.error(f"FAILED {path}: {type(cause).__name__}: {cause}")
-                print(f"FAILED {path}: {type(cause).__name__}: {cause}", file=sys.stderr)
+                failed += 1
+                self._fail(path, root_cause(e))
         seconds = time.perf_counter() - start
-        summary = {"done": done, "skipped": skipped, "failed": len(failed), "seconds": round(seconds, 2)}
-        print(
-            f"Summary: {done} images segmented, {skipped} skipped (outputs exist), {len(failed)} failed, "
-            f"{seconds:.1f} s -> {self.output_dir}",
-            flush=True,
-        )
-        if failed and self.exit_on_failure:
+        counts = sum_across_ranks({"done": done, "skipped": skipped, "failed": failed})
+        summary = {**counts, "seconds": round(seconds, 2)}
+        if not distributed or torch.distributed.get_rank() == 0:
+            share = f" (share {part + 1} of {parts})" if parts > 1 and not distributed else ""
+            print(
+                f"Summary: {counts['done']} images segmented, {counts['skipped']} skipped (outputs exist), "
+                f"{counts['failed']} failed, {seconds:.1f} s -> {self.output_dir}{share}",
+                flush=True,
+            )
+        if distributed:
+            torch.distributed.barrier()
+        if counts["failed"] and self.exit_on_failure:
             raise SystemExit(1)
         return summary

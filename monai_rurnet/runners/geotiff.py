@@ -25,14 +25,33 @@ import torch
 from monai.data.utils import compute_importance_map
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
+from tqdm import tqdm
 
-from monai_rurnet.data.geotiff import iter_windows, normalize_bands, read_window, three_bands
+from monai_rurnet.data.geotiff import (
+    PROB_NODATA,
+    iter_windows,
+    normalize_bands,
+    raster_unit_scale,
+    read_window,
+    three_bands,
+    valid_pixels,
+)
 from monai_rurnet.data.roads import void_mask
 from monai_rurnet.data.writers import GeoTiffMaskWriter
 from monai_rurnet.runners.base import SegmentationRunner
 
-__all__ = ["GEO_SUFFIXES", "IMAGENET_MEAN", "IMAGENET_STD", "GeoTiffSegmentationRunner", "segment_raster"]
+__all__ = [
+    "DEFAULT_MAX_RASTER_PIXELS",
+    "GEO_SUFFIXES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "GeoTiffSegmentationRunner",
+    "segment_raster",
+]
 
+#: Default pixel limit of the GeoTIFF runner (1 gigapixel, ~450 tiles of 1500x1500; memory stays bounded, but
+#: time grows with it): a raster that declares more is refused unless ``max_pixels`` is raised.
+DEFAULT_MAX_RASTER_PIXELS = 1_000_000_000
 GEO_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,6 +81,7 @@ def segment_raster(
     void_value: float | None = 255,
     device: str | torch.device | None = None,
     writer: GeoTiffMaskWriter | None = None,
+    progress: bool = False,
 ) -> list[Path]:
     """Segment one raster window by window into ``out_dir/<stem>_seg.tif`` (and ``<stem>_prob.tif``).
 
@@ -83,6 +103,12 @@ def segment_raster(
         device: where to run (default: the network's parameters' device, else CPU).
         writer: the outputs (default :class:`~monai_rurnet.data.writers.GeoTiffMaskWriter`: threshold 0.5, with
             the probability raster).
+        progress: show a progress bar over the windows, with the estimated time left.
+
+    Input checks (``ValueError`` naming the file, nothing written): rasters under 16 px a side, negative values,
+    float values outside [0, 1] and [0, 255] (:func:`~monai_rurnet.data.geotiff.raster_unit_scale`). Nodata
+    pixels (the raster's nodata value, and NaN/Inf in float rasters) are not segmented: ``PROB_NODATA`` (-1, the
+    ``_prob`` raster's nodata tag) in ``_prob`` and 0 in ``_seg``.
 
     Returns the output paths. Outputs are written to temp files and renamed at the end (``_seg.tif`` last).
     """
@@ -111,12 +137,16 @@ def segment_raster(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with ds, writer.open(src_path, out_dir) as write:
+            scale = raster_unit_scale(ds)
             rows = patch_starts(ds.height, roi[0], stride[0])
             cols = patch_starts(ds.width, roi[1], stride[1])
-            for w in iter_windows(ds.height, ds.width, window, align_last=False):
+            windows = list(iter_windows(ds.height, ds.width, window, align_last=False))
+            for w in tqdm(
+                windows, desc=src_path.name, unit="window", disable=not progress or len(windows) < 2
+            ):
                 prob = _predict_window(
                     ds, w, rows, cols, roi, predict, importance, mean, std, sw_batch_size, foreground,
-                    void_value, device,
+                    void_value, device, scale,
                 )  # fmt: skip
                 write(prob, w)
     return writer.outputs(src_path, out_dir)
@@ -136,6 +166,7 @@ def _predict_window(
     foreground: int,
     void_value: float | None,
     device: torch.device,
+    scale: float,
 ) -> np.ndarray:
     """Foreground probability ``(h, w)`` of output window ``w`` from the global patches overlapping it."""
     r0, c0 = int(w.row_off), int(w.col_off)
@@ -147,7 +178,8 @@ def _predict_window(
     ir1, ic1 = pr[-1] + roi[0], pc[-1] + roi[1]
     rr0, cc0, rr1, cc1 = max(ir0, 0), max(ic0, 0), min(ir1, ds.height), min(ic1, ds.width)
     raw = three_bands(read_window(ds, Window(ic0, ir0, ic1 - ic0, ir1 - ir0), pad=None), ds.name)
-    x = normalize_bands(raw, mean, std, ds.name)
+    valid = valid_pixels(raw, ds.nodata)
+    x = normalize_bands(raw, mean, std, ds.name, scale=scale, valid=valid)
     pads = ((0, 0), (rr0 - ir0, ir1 - rr1), (cc0 - ic0, ic1 - cc1))
     if any(p for pair in pads for p in pair):
         x = np.pad(x, pads)
@@ -179,9 +211,10 @@ def _predict_window(
     else:
         prob = torch.softmax(logits_w, dim=0)[foreground]
     out = prob.cpu().numpy().astype(np.float32)
+    inside = (slice(r0 - rr0, r1 - rr0), slice(c0 - cc0, c1 - cc0))
     if void_value is not None:
-        void = void_mask(raw, value=void_value)
-        out[void[r0 - rr0 : r1 - rr0, c0 - cc0 : c1 - cc0]] = 0.0
+        out[void_mask(raw, value=void_value)[inside]] = 0.0
+    out[~valid[inside]] = PROB_NODATA
     return out
 
 
@@ -207,9 +240,15 @@ class GeoTiffSegmentationRunner(SegmentationRunner):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         void_value: float | None = 255,
+        max_pixels: int | None = DEFAULT_MAX_RASTER_PIXELS,
         **kwargs: Any,
     ) -> None:
-        super().__init__(*args, writer=writer if writer is not None else GeoTiffMaskWriter(), **kwargs)
+        super().__init__(
+            *args,
+            writer=writer if writer is not None else GeoTiffMaskWriter(),
+            max_pixels=max_pixels,
+            **kwargs,
+        )
         self.options: dict[str, Any] = {
             "roi_size": roi_size,
             "sw_batch_size": sw_batch_size,
@@ -230,5 +269,6 @@ class GeoTiffSegmentationRunner(SegmentationRunner):
             foreground=self.foreground,
             device=self.device,
             writer=self.writer,
+            progress=self.progress,
             **self.options,
         )
