@@ -63,7 +63,11 @@ class OnnxRuntimePredictor(StepLoop):
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: ONNX model not found.")
         self.onnx_path = path
-        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # truncated or not an ONNX file: protobuf's DecodeError names no file
+            raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e}).") from e
+        meta = {p.key: p.value for p in model.metadata_props}
         self.info = json.loads(meta[META_KEY]) if META_KEY in meta else {"recurrent": False}
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(self.options.intra_op_threads or torch.get_num_threads())
@@ -72,7 +76,10 @@ class OnnxRuntimePredictor(StepLoop):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         spin = "1" if self.options.allow_spinning else "0"
         opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
+        except Exception as e:  # a graph ONNX Runtime cannot load
+            raise ValueError(f"{path}: ONNX Runtime cannot load the model ({type(e).__name__}: {e}).") from e
         self._inputs = {i.name for i in self.session.get_inputs()}  # unused inputs are pruned by the export
 
     def _full(self, shape: tuple[int, ...], value: float, like: np.ndarray) -> np.ndarray:

@@ -30,21 +30,6 @@ INFERENCE_CONFIG = BUNDLE / "configs" / "inference.json"
 SMALL = (4, 8, 16, 32, 64)
 
 
-@pytest.fixture(scope="module")
-def net() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return build_network("dru", spatial_dims=2, in_channels=3, out_channels=2, features=SMALL, steps=2).eval()
-
-
-@pytest.fixture(scope="module")
-def preprocessing():
-    """The retina bundle's own inference preprocessing, read from ``inference.json``."""
-    parser = ConfigParser()
-    parser.read_config(str(INFERENCE_CONFIG))
-    parser["bundle_root"] = str(ROOT / "bundles" / "retina_drive")
-    return parser.get_parsed_content("preprocessing")
-
-
 def _runner(net, preprocessing, src: Path, out: Path, **kw) -> FolderSegmentationRunner:
     inferer = FastInferer(SlidingWindowInferer((32, 32), 4), backend="eager")
     return FolderSegmentationRunner(
