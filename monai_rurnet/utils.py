@@ -19,6 +19,7 @@ __all__ = [
     "TEMP_MARK",
     "atomic_path",
     "clean_stale_temp_files",
+    "temp_name",
     "atomic_write",
     "atomic_torch_save",
     "atomic_json_dump",
@@ -34,6 +35,12 @@ _TEMP_RE = re.compile(r"^\..+\.rurnet-tmp-(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)-
 
 def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+
+
+def temp_name(name: str) -> str:
+    """A hidden temp-file name for ``name`` owned by this process, recognised by :func:`clean_stale_temp_files`
+    (``.<name>.rurnet-tmp-<host>-<pid>-part<suffix>``)."""
+    return f".{name}{TEMP_MARK}{_host()}-{os.getpid()}-part{Path(name).suffix}"
 
 
 @contextmanager

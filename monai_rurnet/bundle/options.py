@@ -41,6 +41,8 @@ OPTION_HELP = {
     "max_pixels": "inputs with more pixels are refused by name before decoding; raise it if memory allows",
     "num_parts": "split the inputs into this many disjoint shares (one per process; torchrun ranks split further)",
     "part_id": "which share this process takes, 0..num_parts-1",
+    "split_rasters": "under torchrun, split each raster among the ranks by row strips (null: when fewer rasters "
+    "than ranks)",
 }
 _NOT_OPTIONS = ("imports", "bundle_root", "run", "initialize", "finalize")
 

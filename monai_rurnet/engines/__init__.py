@@ -1,7 +1,9 @@
 """Shared training/evaluation machinery (ignite handlers) used by every bundle."""
 
 from monai_rurnet.engines.distributed import (
+    all_ranks_ok,
     init_distributed_from_env,
+    rank_and_world,
     shard_spec,
     shutdown_distributed,
     sum_across_ranks,
@@ -25,7 +27,9 @@ __all__ = [
     "NaNLossGuard",
     "OverlaySaver",
     "ResumableCheckpoint",
+    "all_ranks_ok",
     "init_distributed_from_env",
+    "rank_and_world",
     "shard_spec",
     "shutdown_distributed",
     "sum_across_ranks",

@@ -58,12 +58,15 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
 
 
-def shard_spec(num_parts: int | str | None = None, part_id: int | str | None = None) -> tuple[int, int]:
+def shard_spec(
+    num_parts: int | str | None = None, part_id: int | str | None = None, use_ranks: bool = True
+) -> tuple[int, int]:
     """``(part, parts)``: which share of the inputs this process takes.
 
     ``--num_parts N --part_id i`` split the inputs into N shares (as nnU-Net does); under ``torchrun`` each
     rank takes its own share of that part (``RANK``/``WORLD_SIZE`` from the environment), so the global share
     is ``part_id * world_size + rank`` of ``num_parts * world_size``. Without both, ``(0, 1)``: everything.
+    ``use_ranks=False`` ignores torchrun (every rank takes the part's share, e.g. to split each input further).
     Raises ``ValueError`` naming the option for a bad value.
     """
     parts = 1 if num_parts is None or num_parts == "" else num_parts
@@ -78,7 +81,7 @@ def shard_spec(num_parts: int | str | None = None, part_id: int | str | None = N
         raise ValueError(f"--num_parts must be at least 1, got {parts}")
     if not 0 <= part < parts:
         raise ValueError(f"--part_id must lie in 0..{parts - 1} for --num_parts {parts}, got {part}")
-    world, rank = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0)
+    world, rank = (_env_int("WORLD_SIZE", 1), _env_int("RANK", 0)) if use_ranks else (1, 0)
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"torchrun environment RANK={rank}, WORLD_SIZE={world} is inconsistent")
     return part * world + rank, parts * world
@@ -113,3 +116,21 @@ def sum_across_ranks(counts: Mapping[str, int]) -> dict[str, int]:
         t = t.cuda()
     dist.all_reduce(t)
     return {k: int(v) for k, v in zip(keys, t.tolist())}
+
+
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the process group, ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_ranks_ok(ok: bool) -> bool:
+    """Whether ``ok`` holds on every rank (a collective: every rank must call it); ``ok`` without a group."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return bool(ok)
+    t = torch.tensor([1 if ok else 0], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())

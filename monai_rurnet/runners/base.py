@@ -22,6 +22,7 @@ from monai_rurnet.data.files import (
 )
 from monai_rurnet.engines.distributed import (
     init_distributed_from_env,
+    rank_and_world,
     shard_spec,
     sum_across_ranks,
     take_shard,
@@ -132,6 +133,7 @@ class SegmentationRunner:
         self.reuse_memory = as_bool(reuse_memory, "reuse_memory")
         self.max_pixels = int(max_pixels) if max_pixels else None
         self.num_parts, self.part_id = num_parts, part_id
+        self.together = False  # set by run(): torchrun ranks work on each input together
         shard_spec(num_parts, part_id)  # bad values fail before any work
 
     def process(self, index: int) -> None:
@@ -157,10 +159,16 @@ class SegmentationRunner:
             todo.append(i)
         return todo, skipped
 
+    def ranks_share_inputs(self, n_inputs: int, world: int) -> bool:
+        """Whether all ``world`` torchrun ranks work on each input together (a runner that splits one input, such
+        as the GeoTIFF runner for a few huge rasters) instead of sharing the inputs out; the base never does."""
+        return False
+
     def _fail(self, path: Any, cause: BaseException | str) -> None:
         why = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
         logger.error(f"FAILED {path}: {why}")
-        print(f"FAILED {path}: {why}", file=sys.stderr)
+        if not self.together or rank_and_world()[0] == 0:
+            print(f"FAILED {path}: {why}", file=sys.stderr)
 
     def run(self) -> dict[str, Any]:
         """Process this process's share of the inputs; returns ``{"done", "skipped", "failed", "seconds"}`` summed
@@ -168,7 +176,12 @@ class SegmentationRunner:
         if self.reuse_memory:
             reuse_freed_memory()
         distributed = init_distributed_from_env()
-        part, parts = shard_spec(self.num_parts, self.part_id)
+        rank, world = rank_and_world()
+        n_part = len(
+            take_shard(range(len(self.dataset.data)), *shard_spec(self.num_parts, self.part_id, False))
+        )
+        self.together = distributed and world > 1 and self.ranks_share_inputs(n_part, world)
+        part, parts = shard_spec(self.num_parts, self.part_id, use_ranks=not self.together)
         todo, skipped = self._todo(take_shard(range(len(self.dataset.data)), part, parts))
         refused = take_shard(sorted(getattr(self.dataset, "refused", {}).items()), part, parts)
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -177,7 +190,8 @@ class SegmentationRunner:
             self._fail(path, why)
         done, failed = 0, len(refused)
         start = time.perf_counter()
-        for i in tqdm(todo, desc="segmenting", unit="img", disable=not self.progress, file=sys.stderr):
+        bar = self.progress and (not self.together or rank == 0)
+        for i in tqdm(todo, desc="segmenting", unit="img", disable=not bar, file=sys.stderr):
             path = self.dataset.data[i]["image"]
             try:
                 check_pixel_limit(path, self.max_pixels, "--max_pixels")
@@ -187,9 +201,11 @@ class SegmentationRunner:
                 failed += 1
                 self._fail(path, root_cause(e))
         seconds = time.perf_counter() - start
-        counts = sum_across_ranks({"done": done, "skipped": skipped, "failed": failed})
+        counts = {"done": done, "skipped": skipped, "failed": failed}
+        if not self.together:  # together, every rank saw every input: its own counts are the run's
+            counts = sum_across_ranks(counts)
         summary = {**counts, "seconds": round(seconds, 2)}
-        if not distributed or torch.distributed.get_rank() == 0:
+        if rank == 0:
             share = f" (share {part + 1} of {parts})" if parts > 1 and not distributed else ""
             print(
                 f"Summary: {counts['done']} images segmented, {counts['skipped']} skipped (outputs exist), "

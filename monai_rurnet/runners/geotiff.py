@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tqdm import tqdm
 
 from monai_rurnet.data.geotiff import (
     PROB_NODATA,
+    create_like,
     iter_windows,
     normalize_bands,
     raster_unit_scale,
@@ -38,7 +40,9 @@ from monai_rurnet.data.geotiff import (
 )
 from monai_rurnet.data.roads import void_mask
 from monai_rurnet.data.writers import GeoTiffMaskWriter
+from monai_rurnet.engines.distributed import all_ranks_ok, rank_and_world
 from monai_rurnet.runners.base import SegmentationRunner
+from monai_rurnet.utils import as_bool, temp_name
 
 __all__ = [
     "DEFAULT_MAX_RASTER_PIXELS",
@@ -82,6 +86,8 @@ def segment_raster(
     device: str | torch.device | None = None,
     writer: GeoTiffMaskWriter | None = None,
     progress: bool = False,
+    rank: int = 0,
+    world: int = 1,
 ) -> list[Path]:
     """Segment one raster window by window into ``out_dir/<stem>_seg.tif`` (and ``<stem>_prob.tif``).
 
@@ -104,6 +110,9 @@ def segment_raster(
         writer: the outputs (default :class:`~monai_rurnet.data.writers.GeoTiffMaskWriter`: threshold 0.5, with
             the probability raster).
         progress: show a progress bar over the windows, with the estimated time left.
+        rank, world: with ``world > 1`` every rank of the (initialised) process group calls this for the same raster
+            and predicts its own band of window rows; rank 0 assembles the outputs. Windows do not depend on one
+            another (every pixel is blended from one global patch grid), so the files equal one process's.
 
     Input checks (``ValueError`` naming the file, nothing written): rasters under 16 px a side, negative values,
     float values outside [0, 1] and [0, 255] (:func:`~monai_rurnet.data.geotiff.raster_unit_scale`). Nodata
@@ -136,20 +145,84 @@ def segment_raster(
         raise OSError(f"{src_path}: cannot open the raster ({e})") from e
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with ds, writer.open(src_path, out_dir) as write:
+        with ds:
             scale = raster_unit_scale(ds)
             rows = patch_starts(ds.height, roi[0], stride[0])
             cols = patch_starts(ds.width, roi[1], stride[1])
             windows = list(iter_windows(ds.height, ds.width, window, align_last=False))
-            for w in tqdm(
-                windows, desc=src_path.name, unit="window", disable=not progress or len(windows) < 2
-            ):
-                prob = _predict_window(
+
+            def predict_window(w: Window) -> np.ndarray:
+                return _predict_window(
                     ds, w, rows, cols, roi, predict, importance, mean, std, sw_batch_size, foreground,
                     void_value, device, scale,
                 )  # fmt: skip
-                write(prob, w)
+
+            if world > 1:
+                _segment_strips(src_path, out_dir, windows, predict_window, writer, rank, world, progress)
+            else:
+                with writer.open(src_path, out_dir) as write:
+                    for w in _bar(windows, src_path.name, progress):
+                        write(predict_window(w), w)
     return writer.outputs(src_path, out_dir)
+
+
+def _bar(windows: list[Window], name: str, progress: bool) -> Any:
+    return tqdm(windows, desc=name, unit="window", disable=not progress or len(windows) < 2)
+
+
+def _segment_strips(
+    src_path: Path,
+    out_dir: Path,
+    windows: list[Window],
+    predict_window: Callable[[Window], np.ndarray],
+    writer: GeoTiffMaskWriter,
+    rank: int,
+    world: int,
+    progress: bool,
+) -> None:
+    """One raster across the ranks of the process group: each rank predicts a contiguous band of window rows
+    into its own temporary tiled GeoTIFF; after every rank is done, rank 0 copies the windows into the outputs
+    (the same files one process writes) and removes the strips. A failure on any rank fails the raster on all."""
+    import torch.distributed as dist
+
+    row_starts = sorted({int(w.row_off) for w in windows})
+    owner = {
+        row_starts[i]: r
+        for r, band in enumerate(np.array_split(np.arange(len(row_starts)), world))
+        for i in band
+    }
+    strip = out_dir / temp_name(f"{src_path.stem}_strip{rank}.tif")
+    error: BaseException | None = None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with create_like(src_path, strip, count=1, dtype="float32", nodata=PROB_NODATA) as dst:
+            for w in _bar([w for w in windows if owner[int(w.row_off)] == rank], src_path.name, progress):
+                dst.write(predict_window(w)[None], window=w)
+    except Exception as e:  # reported on every rank below, so that none waits forever
+        error = e
+    strips: list[str | None] = [None] * world
+    dist.all_gather_object(strips, str(strip))
+    try:
+        if not all_ranks_ok(error is None):
+            raise error or RuntimeError(f"{src_path}: another rank failed on this raster (see its message)")
+        if rank == 0:
+            try:
+                with ExitStack() as stack:
+                    readers = [stack.enter_context(rasterio.open(p)) for p in strips]
+                    write = stack.enter_context(writer.open(src_path, out_dir))
+                    for w in windows:
+                        write(readers[owner[int(w.row_off)]].read(1, window=w), w)
+            except Exception as e:  # reported on every rank below
+                error = e
+        if not all_ranks_ok(error is None):
+            raise error or RuntimeError(
+                f"{src_path}: rank 0 could not assemble the outputs (see its message)"
+            )
+    finally:
+        dist.barrier()
+        if rank == 0:
+            for p in strips:
+                Path(p).unlink(missing_ok=True)
 
 
 def _predict_window(
@@ -241,6 +314,7 @@ class GeoTiffSegmentationRunner(SegmentationRunner):
         std: Sequence[float] = IMAGENET_STD,
         void_value: float | None = 255,
         max_pixels: int | None = DEFAULT_MAX_RASTER_PIXELS,
+        split_rasters: bool | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -259,8 +333,17 @@ class GeoTiffSegmentationRunner(SegmentationRunner):
             "std": std,
             "void_value": void_value,
         }
+        self.split_rasters = (
+            None if split_rasters in (None, "auto") else as_bool(split_rasters, "split_rasters")
+        )
+
+    def ranks_share_inputs(self, n_inputs: int, world: int) -> bool:
+        """Under torchrun, split each raster among the ranks (row strips) when there are fewer rasters than ranks
+        (one huge raster), otherwise share the rasters out; ``split_rasters`` forces either."""
+        return n_inputs < world if self.split_rasters is None else self.split_rasters
 
     def process(self, index: int) -> None:
+        rank, world = rank_and_world() if self.together else (0, 1)
         segment_raster(
             self.dataset.data[index]["image"],
             self.output_dir,
@@ -269,6 +352,8 @@ class GeoTiffSegmentationRunner(SegmentationRunner):
             foreground=self.foreground,
             device=self.device,
             writer=self.writer,
-            progress=self.progress,
+            progress=self.progress and (not self.together or rank == 0),
+            rank=rank,
+            world=world,
             **self.options,
         )
