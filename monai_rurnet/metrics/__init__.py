@@ -22,7 +22,6 @@ from monai_rurnet.metrics.utils import (
     apply_fov,
     apply_ignore,
     prepare_binary,
-    save_metrics_json,
 )
 
 __all__ = [
@@ -41,5 +40,4 @@ __all__ = [
     "breakeven_from_histograms",
     "paper_metrics_from_confusion",
     "prepare_binary",
-    "save_metrics_json",
 ]
