@@ -181,7 +181,8 @@ def main() -> None:
     if "onnxruntime" in args.backends:
         for m, net in nets.items():
             t0 = time.perf_counter()
-            onnx_paths[m] = export_step_onnx(net, Path(tmp.name) / f"{len(onnx_paths)}.onnx")
+            onnx_paths[m] = Path(tmp.name) / f"{len(onnx_paths)}.onnx"
+            export_step_onnx(net, onnx_paths[m])
             print(f"exported {m} to ONNX in {time.perf_counter() - t0:.1f} s")
     params = {m: sum(p.numel() for p in net.parameters()) for m, net in nets.items()}
     print(table(["model", "parameters"], [[m, f"{n:,}"] for m, n in params.items()]), "\n")

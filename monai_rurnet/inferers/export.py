@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -65,20 +67,23 @@ def _instance_norms_for_export(module: nn.Module, spatial_dims: int) -> None:
 
 def export_step_onnx(
     network: nn.Module,
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     opset: int = 17,
     example_size: Sequence[int] | None = None,
-) -> Path:
-    """Export ``network`` to ONNX for :class:`OnnxRuntimePredictor` (TorchScript-based exporter).
+) -> Any:
+    """Export ``network`` to ONNX for :class:`~monai_rurnet.inferers.OnnxRuntimePredictor` (TorchScript-based
+    exporter), in memory, and save it to ``path`` when given.
 
     A :class:`RecurrentUNet` is exported as one step with inputs ``x, mask, h`` and outputs ``logits, h_new``;
     other modules as ``x -> logits``. Batch and spatial axes are dynamic; the recurrence settings are stored
     in the model's metadata (key ``monai_rurnet``). GroupNorms with one channel per group are written as
     instance norms (the same function, fewer nodes).
+
+    Returns:
+        the ``onnx.ModelProto``.
     """
     import onnx
 
-    path = Path(path)
     net = copy.deepcopy(network).cpu().eval().float()
     recurrent = isinstance(net, RecurrentUNet)
     info = recurrent_info(net)
@@ -110,12 +115,12 @@ def export_step_onnx(
         module, args = net, (x,)
         in_names, out_names = ["x"], ["logits"]
         dyn = {"x": {0: "b", **spatial}, "logits": {0: "b", **spatial}}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(
             module,
             args,
-            str(path),
+            buffer,
             input_names=in_names,
             output_names=out_names,
             dynamic_axes=dyn,
@@ -123,8 +128,10 @@ def export_step_onnx(
             do_constant_folding=True,
             dynamo=False,
         )
-    model = onnx.load(str(path))
+    model = onnx.load_from_string(buffer.getvalue())
     entry = model.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(info)
-    onnx.save(model, str(path))
-    return path
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(model, str(path))
+    return model

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,8 @@ class OnnxRuntimePredictor(StepLoop):
     """ONNX Runtime inference with the anytime loop of the eager and fast PyTorch paths.
 
     Args:
-        network: a module (exported on construction with :func:`~monai_rurnet.inferers.export_step_onnx` to
-            ``options.onnx_path`` or a temporary file) or the path of a model that function wrote.
+        network: a module (exported in memory on construction with :func:`~monai_rurnet.inferers.export_step_onnx`,
+            and saved to ``options.onnx_path`` when set) or the path of a model that function wrote.
         options: :class:`~monai_rurnet.inferers.InferenceOptions`; this backend reads ``steps``, ``tol``,
             ``exit_stat``, ``per_sample``, ``intra_op_threads``, ``onnx_path`` and ``allow_spinning`` (off by
             default: spinning worker threads hold the cores after the call returns and slow whatever the process
@@ -51,19 +50,13 @@ class OnnxRuntimePredictor(StepLoop):
         import onnx
         import onnxruntime as ort
 
-        self._tmpdir: tempfile.TemporaryDirectory | None = None
         if isinstance(network, nn.Module):
-            onnx_path = self.options.onnx_path
-            if onnx_path is None:
-                self._tmpdir = tempfile.TemporaryDirectory(prefix="rurnet_onnx_")
-                onnx_path = Path(self._tmpdir.name) / "model.onnx"
-            path = export_step_onnx(network, onnx_path, opset=opset)
+            model = export_step_onnx(network, self.options.onnx_path, opset=opset)
         else:
-            path = Path(network)
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: ONNX model not found.")
-        self.onnx_path = path
-        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+            if not Path(network).is_file():
+                raise FileNotFoundError(f"{network}: ONNX model not found.")
+            model = onnx.load(str(network))
+        meta = {p.key: p.value for p in model.metadata_props}
         self.info = json.loads(meta[META_KEY]) if META_KEY in meta else {"recurrent": False}
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(self.options.intra_op_threads or torch.get_num_threads())
@@ -72,7 +65,9 @@ class OnnxRuntimePredictor(StepLoop):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         spin = "1" if self.options.allow_spinning else "0"
         opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
+        self.session = ort.InferenceSession(
+            model.SerializeToString(), sess_options=opts, providers=list(providers)
+        )
         self._inputs = {i.name for i in self.session.get_inputs()}  # unused inputs are pruned by the export
 
     def _full(self, shape: tuple[int, ...], value: float, like: np.ndarray) -> np.ndarray:

@@ -115,8 +115,11 @@ def test_onnxruntime_equals_torch(tmp_path, name, kw):
 def test_export_step_onnx_metadata(tmp_path):
     import onnx
 
-    path = export_step_onnx(_net(), tmp_path / "step.onnx")
+    in_memory = export_step_onnx(_net())  # no file unless a path is given
+    path = tmp_path / "step.onnx"
+    export_step_onnx(_net(), path)
     model = onnx.load(str(path))
+    assert model.graph == in_memory.graph
     assert model.opset_import[0].version >= 17
     assert [i.name for i in model.graph.input] == ["x", "mask", "h"]
     assert any(p.key == "monai_rurnet" for p in model.metadata_props)
