@@ -49,11 +49,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from monai_rurnet.inferers import (
     OnnxRuntimePredictor,
     TorchFastPredictor,
-    export_step_onnx,
     freed_memory_reused,
     reuse_freed_memory,
 )
-from monai_rurnet.networks import build_network
+from monai_rurnet.networks import build_network, export_step_onnx
 
 MODELS: dict[str, Callable[[], torch.nn.Module]] = {
     "DRU(4) T=3": lambda: build_network("dru", level=4, steps=3),
@@ -130,7 +129,9 @@ def make_runner(name: str, backend: str, net: torch.nn.Module, onnx_path: Path |
     if backend == "fast_nojit":
         return TorchFastPredictor(net, jit=False)
     if backend == "onnxruntime":
-        return OnnxRuntimePredictor(onnx_path, intra_op_threads=threads, allow_spinning=True)
+        import onnx
+
+        return OnnxRuntimePredictor(onnx.load(onnx_path), intra_op_threads=threads, allow_spinning=True)
     raise ValueError(f"unknown backend {backend}")
 
 

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from monai_rurnet.inferers.export import META_KEY, export_step_onnx
 from monai_rurnet.inferers.steps import InferenceOptions, StepLoop, plain
+from monai_rurnet.networks.export import META_KEY, export_step_onnx
 from monai_rurnet.networks.rurnet import check_spatial_size
 
 __all__ = ["OnnxRuntimePredictor"]
@@ -23,8 +21,9 @@ class OnnxRuntimePredictor(StepLoop):
     """ONNX Runtime inference with the anytime loop of the eager and fast PyTorch paths.
 
     Args:
-        network: a module (exported in memory on construction with :func:`~monai_rurnet.inferers.export_step_onnx`,
-            and saved to ``options.onnx_path`` when set) or the path of a model that function wrote.
+        network: a module (exported in memory on construction with :func:`~monai_rurnet.networks.export_step_onnx`,
+            and saved to ``options.onnx_path`` when set) or an ``onnx.ModelProto`` that function made (e.g.
+            ``onnx.load(path)`` of a saved one).
         options: :class:`~monai_rurnet.inferers.InferenceOptions`; this backend reads ``steps``, ``tol``,
             ``exit_stat``, ``per_sample``, ``intra_op_threads``, ``onnx_path`` and ``allow_spinning`` (off by
             default: spinning worker threads hold the cores after the call returns and slow whatever the process
@@ -40,22 +39,20 @@ class OnnxRuntimePredictor(StepLoop):
 
     def __init__(
         self,
-        network: nn.Module | str | os.PathLike,
+        network: nn.Module | Any,
         options: InferenceOptions | None = None,
         opset: int = 17,
         providers: Sequence[str] = ("CPUExecutionProvider",),
         **overrides: Any,
     ) -> None:
         super().__init__(InferenceOptions.build(options, **overrides))
-        import onnx
         import onnxruntime as ort
 
-        if isinstance(network, nn.Module):
-            model = export_step_onnx(network, self.options.onnx_path, opset=opset)
-        else:
-            if not Path(network).is_file():
-                raise FileNotFoundError(f"{network}: ONNX model not found.")
-            model = onnx.load(str(network))
+        model = (
+            export_step_onnx(network, self.options.onnx_path, opset=opset)
+            if isinstance(network, nn.Module)
+            else network
+        )
         meta = {p.key: p.value for p in model.metadata_props}
         self.info = json.loads(meta[META_KEY]) if META_KEY in meta else {"recurrent": False}
         opts = ort.SessionOptions()

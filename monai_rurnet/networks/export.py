@@ -1,7 +1,8 @@
 """The one ONNX exporter: a network's recurrent *step* (or a plain module's forward), dynamic batch and spatial axes.
 
 :class:`~monai_rurnet.inferers.OnnxRuntimePredictor` runs the exported step inside the anytime loop
-(:class:`~monai_rurnet.inferers.StepLoop`), so ``steps`` and ``tol`` stay call-time choices.
+(:class:`~monai_rurnet.inferers.StepLoop`), so ``steps`` and ``tol`` stay call-time choices. :func:`recurrent_info`
+is what that loop needs to know of a network (stored in the exported model's metadata).
 """
 
 from __future__ import annotations
@@ -17,14 +18,29 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from monai_rurnet.inferers.norms import replace_modules
-from monai_rurnet.inferers.steps import recurrent_info
 from monai_rurnet.networks.rurnet import RecurrentUNet
 
-__all__ = ["META_KEY", "StepModule", "export_step_onnx"]
+__all__ = ["META_KEY", "StepModule", "export_step_onnx", "recurrent_info"]
 
-#: key of the ONNX metadata entry holding :func:`~monai_rurnet.inferers.steps.recurrent_info` (JSON).
+#: key of the ONNX metadata entry holding :func:`recurrent_info` (JSON).
 META_KEY = "monai_rurnet"
+
+
+def recurrent_info(net: nn.Module) -> dict[str, Any]:
+    """What the anytime loop needs to know of a network (``{"recurrent": False}`` for a plain module)."""
+    if not isinstance(net, RecurrentUNet):
+        return {"recurrent": False}
+    return {
+        "recurrent": True,
+        "in_channels": net.in_channels,
+        "out_channels": net.out_channels,
+        "state_channels": net.state_channels,
+        "state_stride": 2**net.level,
+        "divisor": net.divisor,
+        "init_value": net.init_value,
+        "state_init": net.state_init,
+        "steps": net.steps,
+    }
 
 
 class StepModule(nn.Module):
@@ -52,6 +68,7 @@ def _instance_norms_for_export(module: nn.Module, spatial_dims: int) -> None:
     ``InstanceNorm``: the exporter writes GroupNorm as Reshape -> InstanceNormalization -> Reshape -> Mul -> Add,
     the instance norm as one InstanceNormalization node (about 20% less ONNX Runtime time for DRU(4) at 576x576,
     whose full-resolution levels have 8 channels in 8 groups). Exact in eval mode."""
+    from monai_rurnet.inferers.norms import replace_modules  # the inferers' module walker (imports networks)
 
     def convert(m: nn.Module) -> nn.Module | None:
         if not (isinstance(m, nn.GroupNorm) and m.num_groups == m.num_channels and m.affine):
@@ -72,7 +89,7 @@ def export_step_onnx(
     example_size: Sequence[int] | None = None,
 ) -> Any:
     """Export ``network`` to ONNX for :class:`~monai_rurnet.inferers.OnnxRuntimePredictor` (TorchScript-based
-    exporter), in memory, and save it to ``path`` when given.
+    exporter), in memory, and save it to ``path`` when given (``onnx.load(path)`` reads it back).
 
     A :class:`RecurrentUNet` is exported as one step with inputs ``x, mask, h`` and outputs ``logits, h_new``;
     other modules as ``x -> logits``. Batch and spatial axes are dynamic; the recurrence settings are stored
