@@ -49,11 +49,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from monai_rurnet.inferers import (
     OnnxRuntimePredictor,
     TorchFastPredictor,
-    export_step_onnx,
     freed_memory_reused,
     reuse_freed_memory,
 )
-from monai_rurnet.networks import build_network
+from monai_rurnet.networks import build_network, export_step_onnx
 
 MODELS: dict[str, Callable[[], torch.nn.Module]] = {
     "DRU(4) T=3": lambda: build_network("dru", level=4, steps=3),
@@ -130,7 +129,9 @@ def make_runner(name: str, backend: str, net: torch.nn.Module, onnx_path: Path |
     if backend == "fast_nojit":
         return TorchFastPredictor(net, jit=False)
     if backend == "onnxruntime":
-        return OnnxRuntimePredictor(onnx_path, intra_op_threads=threads, allow_spinning=True)
+        import onnx
+
+        return OnnxRuntimePredictor(onnx.load(onnx_path), intra_op_threads=threads, allow_spinning=True)
     raise ValueError(f"unknown backend {backend}")
 
 
@@ -181,7 +182,8 @@ def main() -> None:
     if "onnxruntime" in args.backends:
         for m, net in nets.items():
             t0 = time.perf_counter()
-            onnx_paths[m] = export_step_onnx(net, Path(tmp.name) / f"{len(onnx_paths)}.onnx")
+            onnx_paths[m] = Path(tmp.name) / f"{len(onnx_paths)}.onnx"
+            export_step_onnx(net, onnx_paths[m])
             print(f"exported {m} to ONNX in {time.perf_counter() - t0:.1f} s")
     params = {m: sum(p.numel() for p in net.parameters()) for m, net in nets.items()}
     print(table(["model", "parameters"], [[m, f"{n:,}"] for m, n in params.items()]), "\n")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from monai_rurnet.data.geotiff import (
     MASSROADS_CRS,
     RasterioReader,
-    RasterioWriter,
     affine_to_geotransform,
     create_like,
     geotransform_to_affine,
@@ -26,32 +25,23 @@ from monai_rurnet.data.retina import (
 from monai_rurnet.data.roads import MarkVoidd, massroads_datalist, void_mask
 from monai_rurnet.data.synthetic import synthetic_roads, synthetic_vessel_image
 from monai_rurnet.data.transforms import (
-    AddFOVMaskd,
     Binarized,
     EncodeIgnored,
     MatchSizeToImaged,
-    NormalizeInFOVd,
     hands_infer_transforms,
     hands_train_transforms,
     load_transforms,
-    retina_eval_transforms,
-    retina_infer_transforms,
-    retina_train_transforms,
     roads_eval_transforms,
-    roads_infer_transforms,
     roads_train_transforms,
 )
 
 __all__ = [
     "MASSROADS_CRS",
-    "AddFOVMaskd",
     "Binarized",
     "EncodeIgnored",
     "MarkVoidd",
     "MatchSizeToImaged",
-    "NormalizeInFOVd",
     "RasterioReader",
-    "RasterioWriter",
     "affine_to_geotransform",
     "chase_datalist",
     "create_like",
@@ -68,11 +58,7 @@ __all__ = [
     "massroads_datalist",
     "massroads_geotransform",
     "read_window",
-    "retina_eval_transforms",
-    "retina_infer_transforms",
-    "retina_train_transforms",
     "roads_eval_transforms",
-    "roads_infer_transforms",
     "roads_train_transforms",
     "stare_datalist",
     "synthetic_hand_image",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
-from monai.data import ImageReader, ImageWriter
+from monai.data import ImageReader
 from monai.utils import ensure_tuple
 from rasterio.transform import Affine
 from rasterio.windows import Window
@@ -29,7 +29,6 @@ from monai_rurnet.utils import atomic_path
 
 __all__ = [
     "RasterioReader",
-    "RasterioWriter",
     "iter_windows",
     "read_window",
     "three_bands",
@@ -120,16 +119,6 @@ class RasterioReader(ImageReader):
         return arr, meta
 
 
-def _meta_value(v: Any) -> Any:
-    if isinstance(v, torch.Tensor):
-        v = v.detach().cpu().numpy()
-    if isinstance(v, np.ndarray) and v.ndim == 0:
-        v = v.item()
-    if isinstance(v, (list, tuple)) and len(v) == 1 and not isinstance(v[0], (int, float)):
-        v = v[0]  # collated string lists
-    return v
-
-
 def write_geotiff(
     path: str | os.PathLike,
     array: np.ndarray,
@@ -170,56 +159,6 @@ def write_geotiff(
     with atomic_path(path, ".tif") as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(a)
     return str(path)
-
-
-class RasterioWriter(ImageWriter):
-    """MONAI ``ImageWriter`` writing GeoTIFF with ``crs``/``transform``/``nodata`` from the meta dict.
-
-    Use as ``SaveImage(writer=RasterioWriter, output_ext=".tif", resample=False)``. The geotransform comes
-    from ``meta["affine"]`` when present (MONAI keeps it up to date through crops/flips), else from
-    ``meta["transform"]``. Files are written atomically.
-    """
-
-    def __init__(self, output_dtype: Any = np.float32, scale: int | None = None, **kwargs):
-        super().__init__(output_dtype=output_dtype, scale=scale, **kwargs)
-        self.meta: dict = {}
-
-    def set_data_array(
-        self, data_array: Any, channel_dim: int | None = 0, squeeze_end_dims: bool = True, **kwargs
-    ):
-        a = (
-            data_array.detach().cpu().numpy()
-            if isinstance(data_array, torch.Tensor)
-            else np.asarray(data_array)
-        )
-        if channel_dim is None:
-            a = a[None]
-        else:
-            a = np.moveaxis(a, channel_dim, 0)
-        while squeeze_end_dims and a.ndim > 3 and a.shape[-1] == 1:
-            a = a[..., 0]
-        if a.ndim != 3:
-            raise ValueError(f"RasterioWriter expects a 2D image with a channel axis, got shape {a.shape}")
-        self.data_obj = a
-
-    def set_metadata(self, meta_dict: Mapping | None = None, **options):
-        self.meta = {k: _meta_value(v) for k, v in dict(meta_dict or {}).items()}
-
-    def write(self, filename: str | os.PathLike, verbose: bool = False, **kwargs) -> None:
-        a = self.data_obj
-        if self.scale:
-            a = np.clip(a, 0.0, 1.0) * self.scale
-        dtype = self.output_dtype or a.dtype
-        a = np.asarray(a).astype(dtype)
-        transform = None
-        if self.meta.get("affine") is not None and np.asarray(self.meta["affine"]).shape == (3, 3):
-            transform = affine_to_geotransform(self.meta["affine"])
-        elif self.meta.get("transform") is not None:
-            transform = [float(v) for v in np.asarray(self.meta["transform"]).ravel()]
-        crs = self.meta.get("crs") or None
-        nodata = self.meta.get("nodata")
-        nodata = None if nodata is None or (isinstance(nodata, float) and np.isnan(nodata)) else nodata
-        write_geotiff(filename, a, transform=transform, crs=crs, nodata=nodata)
 
 
 def iter_windows(

@@ -82,7 +82,7 @@ def drive_datalist(
 def chase_datalist(root: str | Path, observer: int = 1) -> list[dict[str, str]]:
     """List CHASE_DB1 cases (flat folder ``Image_01L.jpg`` + ``Image_01L_1stHO.png``) as ``{"image", "label"}``.
 
-    There is no FOV mask: compute it from the image (``AddFOVMaskd`` / :func:`fov_mask_from_image`).
+    There is no FOV mask: compute it from the image (:func:`fov_mask_from_image`).
     """
     root = Path(root)
     _check_dir(root, "CHASE_DB1")

@@ -34,26 +34,19 @@ from monai.transforms import (
     ScaleIntensityRanged,
 )
 
-from monai_rurnet.data.retina import fov_mask_from_image
 from monai_rurnet.data.roads import MarkVoidd
 from monai_rurnet.metrics.utils import IGNORE_VALUE, binarize_label
 from monai_rurnet.transforms.checks import item_name
 
 __all__ = [
-    "NormalizeInFOVd",
-    "AddFOVMaskd",
     "Binarized",
     "EncodeIgnored",
     "MatchSizeToImaged",
     "pil_to_rgb",
     "pil_to_gray",
     "load_transforms",
-    "retina_train_transforms",
-    "retina_eval_transforms",
-    "retina_infer_transforms",
     "roads_train_transforms",
     "roads_eval_transforms",
-    "roads_infer_transforms",
     "hands_train_transforms",
     "hands_infer_transforms",
     "IMAGENET_MEAN",
@@ -86,65 +79,6 @@ def _like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     if isinstance(ref, MetaTensor):
         return MetaTensor(x, meta=dict(ref.meta), applied_operations=list(ref.applied_operations))
     return x
-
-
-class NormalizeInFOVd(MapTransform):
-    """Per-channel standardisation with mean/std computed inside the FOV mask ``mask_key`` (whole image
-    when the mask is absent); pixels outside the FOV are set to 0."""
-
-    def __init__(
-        self,
-        keys: KeysCollection = "image",
-        mask_key: str = "mask",
-        eps: float = 1e-6,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.mask_key, self.eps = mask_key, eps
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            img = _plain(d[key]).float()
-            m = d.get(self.mask_key)
-            m = torch.ones_like(img[:1], dtype=torch.bool) if m is None else _plain(m)[:1] > 0
-            if m.shape[1:] != img.shape[1:]:
-                raise ValueError(
-                    f"NormalizeInFOVd: mask shape {tuple(m.shape)} != image shape {tuple(img.shape)}"
-                )
-            if not m.any():
-                m = torch.ones_like(m)
-            sel = img[:, m[0]]
-            mean, std = sel.mean(1), sel.std(1)
-            out = (img - mean[:, None, None]) / (std[:, None, None] + self.eps) * m
-            d[key] = _like(out, d[key])
-        return d
-
-
-class AddFOVMaskd(MapTransform):
-    """Add a {0, 1} float FOV mask ``(1, ...)`` under ``mask_key`` computed by :func:`fov_mask_from_image`
-    from the channel-first image, unless the data already has one."""
-
-    def __init__(
-        self,
-        keys: KeysCollection = "image",
-        mask_key: str = "mask",
-        overwrite: bool = False,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.mask_key, self.overwrite = mask_key, overwrite
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            if self.mask_key in d and d[self.mask_key] is not None and not self.overwrite:
-                continue
-            img = d[key]
-            arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-            fov = torch.as_tensor(fov_mask_from_image(arr, channel_dim=0)[None].astype(np.float32))
-            d[self.mask_key] = _like(fov, img)
-        return d
 
 
 class Binarized(MapTransform):
@@ -241,75 +175,6 @@ def load_transforms(image_key: str = "image", label_keys: Sequence[str] = ("labe
     ]
 
 
-def _retina_common(keys: list[str]) -> list:
-    return [
-        *load_transforms("image", [k for k in keys if k != "image"]),
-        Binarized("label", allow_missing_keys=True),
-        Binarized("mask", threshold=0, allow_missing_keys=True),
-        AddFOVMaskd("image", mask_key="mask"),
-        ScaleIntensityRanged("image", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
-        NormalizeInFOVd("image", mask_key="mask"),
-    ]
-
-
-def retina_train_transforms(
-    patch_size: int | Sequence[int] = 96,
-    num_samples: int = 8,
-    rotate_deg: float = 10.0,
-    flip_prob: float = 0.5,
-    rot90: bool = True,
-    rotate_prob: float = 1.0,
-    pos: float = 1.0,
-    neg: float = 1.0,
-) -> Compose:
-    """Retina training: load, FOV normalisation, whole-image rotation (bilinear image, nearest label/mask),
-    ``num_samples`` crops of ``patch_size`` (pos/neg centres, negatives inside the FOV), horizontal flip,
-    optional random 90 degree rotations. Keys image/label/mask (mask computed when absent)."""
-    keys = ["image", "label", "mask"]
-    ps = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-    t = _retina_common(keys)
-    if rotate_deg > 0:
-        t.append(
-            RandRotated(
-                keys,
-                range_x=np.deg2rad(rotate_deg),
-                prob=rotate_prob,
-                mode=("bilinear", "nearest", "nearest"),
-                padding_mode="zeros",
-            )
-        )
-    t.append(
-        RandCropByPosNegLabeld(
-            keys,
-            label_key="label",
-            spatial_size=ps,
-            pos=pos,
-            neg=neg,
-            num_samples=num_samples,
-            image_key="mask",
-            image_threshold=0.5,
-        )
-    )
-    if flip_prob > 0:
-        t.append(RandFlipd(keys, prob=flip_prob, spatial_axis=0))
-    if rot90:
-        t.append(RandRotate90d(keys, prob=0.5, max_k=3))
-    t.append(EnsureTyped(keys, dtype=torch.float32, track_meta=False))
-    return Compose(t)
-
-
-def retina_eval_transforms() -> Compose:
-    """Retina evaluation: image/label/mask loaded, binarised and FOV-normalised; no randomness."""
-    keys = ["image", "label", "mask"]
-    return Compose([*_retina_common(keys), EnsureTyped(keys, dtype=torch.float32)])
-
-
-def retina_infer_transforms() -> Compose:
-    """Retina inference: image + optional mask (FOV computed from the image when absent), FOV-normalised."""
-    keys = ["image", "mask"]
-    return Compose([*_retina_common(keys), EnsureTyped(keys, dtype=torch.float32)])
-
-
 def _roads_common(mean: Sequence[float], std: Sequence[float], with_label: bool) -> list:
     keys = ["image", "label"] if with_label else ["image"]
     t = load_transforms("image", keys[1:])
@@ -387,13 +252,6 @@ def roads_eval_transforms(
     """Roads evaluation: label resized (nearest) to the image when needed, void mask, normalised image."""
     keys = ["image", "label", "void"]
     return Compose([*_roads_common(mean, std, True), EnsureTyped(keys, dtype=torch.float32)])
-
-
-def roads_infer_transforms(
-    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
-) -> Compose:
-    """Roads inference: image (+ void mask), normalised."""
-    return Compose([*_roads_common(mean, std, False), EnsureTyped(["image", "void"], dtype=torch.float32)])
 
 
 def hands_train_transforms(

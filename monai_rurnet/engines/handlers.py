@@ -154,7 +154,8 @@ class ResumableCheckpoint:
             self.evaluator.state.best_metric = ckpt["best_metric"]
             self.evaluator.state.best_metric_epoch = ckpt["best_metric_epoch"]
         _logger().info(
-            f"Resumed from {self.path} at epoch {engine.state.epoch}, iteration {engine.state.iteration}."
+            f"Resumed from {self.path} at epoch {engine.state.epoch}, iteration {engine.state.iteration} "
+            "(delete it, or pass another --ckpt_dir, to start afresh)."
         )
 
 

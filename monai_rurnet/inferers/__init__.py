@@ -4,7 +4,6 @@ File I/O lives in :mod:`monai_rurnet.runners` and :mod:`monai_rurnet.data`."""
 
 from monai_rurnet.inferers.autocast import AutocastInferer
 from monai_rurnet.inferers.ensemble import FlipEnsembleInferer
-from monai_rurnet.inferers.export import StepModule, export_step_onnx
 from monai_rurnet.inferers.fast import BACKENDS, FastInferer, build_predictor
 from monai_rurnet.inferers.memory import freed_memory_reused, reuse_freed_memory
 from monai_rurnet.inferers.norms import TwoPassGroupNorm
@@ -26,12 +25,10 @@ __all__ = [
     "PRECISIONS",
     "ResizeInferer",
     "StepLoop",
-    "StepModule",
     "TorchFastPredictor",
     "TwoPassGroupNorm",
     "build_predictor",
     "compute_dtype",
-    "export_step_onnx",
     "freed_memory_reused",
     "reuse_freed_memory",
 ]

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from monai_rurnet.inferers.export import META_KEY, export_step_onnx
 from monai_rurnet.inferers.steps import InferenceOptions, StepLoop, plain
+from monai_rurnet.networks.export import META_KEY, export_step_onnx
 from monai_rurnet.networks.rurnet import check_spatial_size
 
 __all__ = ["OnnxRuntimePredictor"]
@@ -24,8 +21,9 @@ class OnnxRuntimePredictor(StepLoop):
     """ONNX Runtime inference with the anytime loop of the eager and fast PyTorch paths.
 
     Args:
-        network: a module (exported on construction with :func:`~monai_rurnet.inferers.export_step_onnx` to
-            ``options.onnx_path`` or a temporary file) or the path of a model that function wrote.
+        network: a module (exported in memory on construction with :func:`~monai_rurnet.networks.export_step_onnx`,
+            and saved to ``options.onnx_path`` when set) or an ``onnx.ModelProto`` that function made (e.g.
+            ``monai_rurnet.networks.load_step_onnx(path)`` of a saved one).
         options: :class:`~monai_rurnet.inferers.InferenceOptions`; this backend reads ``steps``, ``tol``,
             ``exit_stat``, ``per_sample``, ``intra_op_threads``, ``onnx_path`` and ``allow_spinning`` (off by
             default: spinning worker threads hold the cores after the call returns and slow whatever the process
@@ -41,32 +39,20 @@ class OnnxRuntimePredictor(StepLoop):
 
     def __init__(
         self,
-        network: nn.Module | str | os.PathLike,
+        network: nn.Module | Any,
         options: InferenceOptions | None = None,
         opset: int = 17,
         providers: Sequence[str] = ("CPUExecutionProvider",),
         **overrides: Any,
     ) -> None:
         super().__init__(InferenceOptions.build(options, **overrides))
-        import onnx
         import onnxruntime as ort
 
-        self._tmpdir: tempfile.TemporaryDirectory | None = None
-        if isinstance(network, nn.Module):
-            onnx_path = self.options.onnx_path
-            if onnx_path is None:
-                self._tmpdir = tempfile.TemporaryDirectory(prefix="rurnet_onnx_")
-                onnx_path = Path(self._tmpdir.name) / "model.onnx"
-            path = export_step_onnx(network, onnx_path, opset=opset)
-        else:
-            path = Path(network)
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: ONNX model not found.")
-        self.onnx_path = path
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as e:  # truncated or not an ONNX file: protobuf's DecodeError names no file
-            raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e}).") from e
+        model = (
+            export_step_onnx(network, self.options.onnx_path, opset=opset)
+            if isinstance(network, nn.Module)
+            else network
+        )
         meta = {p.key: p.value for p in model.metadata_props}
         self.info = json.loads(meta[META_KEY]) if META_KEY in meta else {"recurrent": False}
         opts = ort.SessionOptions()
@@ -76,10 +62,9 @@ class OnnxRuntimePredictor(StepLoop):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         spin = "1" if self.options.allow_spinning else "0"
         opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
-        except Exception as e:  # a graph ONNX Runtime cannot load
-            raise ValueError(f"{path}: ONNX Runtime cannot load the model ({type(e).__name__}: {e}).") from e
+        self.session = ort.InferenceSession(
+            model.SerializeToString(), sess_options=opts, providers=list(providers)
+        )
         self._inputs = {i.name for i in self.session.get_inputs()}  # unused inputs are pruned by the export
 
     def _full(self, shape: tuple[int, ...], value: float, like: np.ndarray) -> np.ndarray:

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from monai_rurnet.networks.rurnet import RecurrentUNet
+from monai_rurnet.networks.export import recurrent_info
 
-__all__ = ["EXIT_STATS", "InferenceOptions", "StepLoop", "TorchStepLoop", "EagerPredictor", "recurrent_info"]
+__all__ = ["EXIT_STATS", "InferenceOptions", "StepLoop", "TorchStepLoop", "EagerPredictor"]
 
 EXIT_STATS = ("max", "mean")
 
@@ -72,23 +72,6 @@ class InferenceOptions:
                 f"Unknown inference options {sorted(unknown)}; known: {[f.name for f in fields(cls)]}."
             )
         return replace(options or cls(), **overrides)
-
-
-def recurrent_info(net: nn.Module) -> dict[str, Any]:
-    """What the step loop needs to know of a network (``{"recurrent": False}`` for a plain module)."""
-    if not isinstance(net, RecurrentUNet):
-        return {"recurrent": False}
-    return {
-        "recurrent": True,
-        "in_channels": net.in_channels,
-        "out_channels": net.out_channels,
-        "state_channels": net.state_channels,
-        "state_stride": 2**net.level,
-        "divisor": net.divisor,
-        "init_value": net.init_value,
-        "state_init": net.state_init,
-        "steps": net.steps,
-    }
 
 
 class StepLoop:

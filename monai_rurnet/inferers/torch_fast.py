@@ -9,10 +9,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from monai_rurnet.inferers.export import StepModule
 from monai_rurnet.inferers.norms import channels_last_norms
 from monai_rurnet.inferers.precision import compute_dtype, float32_norms, native_bfloat16_cpu
 from monai_rurnet.inferers.steps import InferenceOptions, TorchStepLoop
+from monai_rurnet.networks.export import StepModule
 
 __all__ = ["TorchFastPredictor"]
 

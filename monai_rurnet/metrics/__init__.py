@@ -25,7 +25,6 @@ from monai_rurnet.metrics.utils import (
     apply_ignore,
     binarize_label,
     prepare_binary,
-    save_metrics_json,
 )
 
 __all__ = [
@@ -47,5 +46,4 @@ __all__ = [
     "pr_curve_from_histograms",
     "prepare_binary",
     "roc_curve_from_histograms",
-    "save_metrics_json",
 ]

@@ -9,14 +9,11 @@ values are 0 (background) and 1 (foreground); labels in {0, 255}-coded image fil
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
-
-from monai_rurnet.utils import atomic_json_dump
 
 __all__ = [
     "IGNORE_VALUE",
@@ -24,7 +21,6 @@ __all__ = [
     "apply_fov",
     "binarize_label",
     "prepare_binary",
-    "save_metrics_json",
     "to_python",
 ]
 
@@ -135,8 +131,3 @@ def to_python(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
-
-
-def save_metrics_json(metrics: Mapping[str, Any], path: str | os.PathLike) -> str:
-    """Write ``metrics`` as indented JSON atomically (temp file in the same folder, then ``os.replace``)."""
-    return str(atomic_json_dump(to_python(metrics), path))

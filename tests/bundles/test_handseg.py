@@ -45,7 +45,7 @@ def test_inference_output_size_equals_input(tmp_path):
         assert np.asarray(Image.open(out / f"{name}_prob.png")).shape == (h, w)
 
 
-def test_train_synthetic_then_evaluate_folder(tmp_path):
+def test_train_synthetic_then_evaluate_folder(tmp_path, capsys):
     common = {
         "bundle_root": str(BUNDLE),
         "ckpt_dir": str(tmp_path / "models"),
@@ -72,10 +72,17 @@ def test_train_synthetic_then_evaluate_folder(tmp_path):
         config_file=evaluate,
         dataset_dir=str(tmp_path / "real"),
         eval_output_dir=str(tmp_path / "eval"),
+        model_file=str(tmp_path / "models" / "model.pt"),  # evaluation scores the shipped weights by default
         **common,
     )
     import json
 
+    announced = (
+        capsys.readouterr().out
+    )  # the evaluation names its weights and images, and whether they are held out
+    assert (
+        f"Evaluating {tmp_path / 'models' / 'model.pt'} on 4 images" in announced and "held out" in announced
+    )
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert len(metrics["images"]) == 4
     assert 0.0 <= metrics["metrics"]["val_mIoU"] <= 1.0

@@ -8,8 +8,6 @@ import torch
 from PIL import Image
 
 from monai_rurnet.data import (
-    AddFOVMaskd,
-    EncodeIgnored,
     MarkVoidd,
     chase_datalist,
     drive_datalist,
@@ -20,9 +18,6 @@ from monai_rurnet.data import (
     hands_train_transforms,
     make_synthetic_hands,
     massroads_datalist,
-    retina_eval_transforms,
-    retina_infer_transforms,
-    retina_train_transforms,
     roads_eval_transforms,
     roads_train_transforms,
     stare_datalist,
@@ -103,38 +98,9 @@ def test_drive_datalist_real():
     dl = drive_datalist(DRIVE)
     assert len(dl) == 20 and all(Path(d["label"]).is_file() for d in dl)
     assert len(drive_datalist(DRIVE, "test")) == 20
-    d = retina_eval_transforms()(dl[0])
-    assert tuple(d["image"].shape) == (3, 565, 584)  # PIL layout (W, H)
     fov = fov_mask_from_image(np.asarray(Image.open(dl[0]["image"])), channel_dim=-1)
     ref = np.asarray(Image.open(dl[0]["mask"])) > 0
     assert (fov != ref).mean() < 0.01
-
-
-def test_retina_transforms(fake_drive):
-    item = drive_datalist(fake_drive)[0]
-    out = retina_train_transforms(patch_size=32, num_samples=3)(item)
-    assert isinstance(out, list) and len(out) == 3
-    for o in out:
-        assert tuple(o["image"].shape) == (3, 32, 32) and tuple(o["label"].shape) == (1, 32, 32)
-        assert set(torch.unique(o["label"]).tolist()) <= {0.0, 1.0}
-        assert set(torch.unique(o["mask"]).tolist()) <= {0.0, 1.0}
-    ev = retina_eval_transforms()(item)
-    m = ev["mask"][0] > 0
-    img = ev["image"]
-    assert torch.allclose(img[:, m].mean(1), torch.zeros(3), atol=1e-4)
-    assert torch.allclose(img[:, m].std(1), torch.ones(3), atol=1e-3)
-    # no mask file -> FOV from the image
-    inf = retina_infer_transforms()({"image": item["image"]})
-    assert tuple(inf["mask"].shape) == (1, *img.shape[1:])
-    assert (inf["mask"][0] > 0).float().mean() > 0.5
-    enc = EncodeIgnored("label", mask_key="mask")(ev)
-    assert set(torch.unique(enc["label"]).tolist()) <= {0.0, 1.0, 255.0}
-    assert (enc["label"][0][~m] == 255).all()
-
-
-def test_add_fov_keeps_existing():
-    d = {"image": torch.zeros(3, 8, 8), "mask": torch.ones(1, 8, 8)}
-    assert AddFOVMaskd()(d)["mask"].sum() == 64
 
 
 def test_roads(tmp_path):
@@ -201,5 +167,13 @@ def test_chase_stare(tmp_path):
     _save(img, s / "images" / "im0002.ppm")
     _save(lab * 255, s / "labels-ah" / "im0002.ah.ppm")
     assert stare_datalist(s)[0]["image"].endswith("images/im0002.ppm")
-    d = retina_infer_transforms()({"image": stare_datalist(s)[0]["image"]})
-    assert tuple(d["mask"].shape) == (1, 40, 40)
+
+
+@pytest.mark.parametrize(
+    "make,where", [(drive_datalist, "drive.grand-challenge.org"), (massroads_datalist, "vmnih/data")]
+)
+def test_missing_data_folder_says_where_the_data_comes_from(tmp_path, make, where):
+    with pytest.raises(FileNotFoundError) as e:
+        make(tmp_path / "missing")
+    msg = str(e.value)
+    assert str(tmp_path / "missing") in msg and where in msg and "--dataset_dir" in msg and "layout" in msg

@@ -5,12 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from monai.transforms import EnsureChannelFirstd, LoadImage, LoadImaged, SaveImage
+from monai.transforms import EnsureChannelFirstd, LoadImage, LoadImaged
 
 from monai_rurnet.data.geotiff import (
     MASSROADS_CRS,
     RasterioReader,
-    RasterioWriter,
     create_like,
     iter_windows,
     massroads_geotransform,
@@ -54,28 +53,6 @@ def test_reader_meta(raster):
     assert (x, y) == pytest.approx((GT[0] + 3.0, GT[3] - 2.0))
     d = EnsureChannelFirstd("image")(LoadImaged("image", reader=RasterioReader)({"image": str(path)}))
     assert tuple(d["image"].shape) == (3, 40, 50)
-
-
-def test_writer_roundtrip(raster, tmp_path):
-    path, a = raster
-    img = LoadImage(reader=RasterioReader(), image_only=True)(path)
-    saver = SaveImage(
-        output_dir=tmp_path / "out",
-        output_ext=".tif",
-        writer=RasterioWriter,
-        output_dtype=np.uint8,
-        resample=False,
-        separate_folder=False,
-        output_postfix="seg",
-    )
-    saver(img[:1])
-    out = tmp_path / "out" / "a_seg.tif"
-    with rasterio.open(out) as ds:
-        assert ds.crs.to_epsg() == 26986
-        assert ds.transform.to_gdal() == pytest.approx(GT)
-        assert ds.nodata == 0
-        np.testing.assert_array_equal(ds.read(1), a[0])
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
 
 
 def test_windows_and_create_like(raster, tmp_path):
@@ -123,3 +100,11 @@ def test_real_geotiff_sample():
     assert (tie[3], tie[4]) == pytest.approx((GT[0], GT[3]), abs=1e-5)
     with pytest.raises(OSError, match="rasterio cannot open"):
         RasterioReader().read(p)
+
+
+def test_windows_partition_without_edge_alignment():
+    windows = list(iter_windows(70, 50, 32, align_last=False))
+    covered = np.zeros((70, 50), int)
+    for w in windows:
+        covered[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width] += 1
+    assert (covered == 1).all() and len(windows) == 3 * 2

@@ -15,9 +15,8 @@ from monai_rurnet.inferers import (
     OnnxRuntimePredictor,
     TorchFastPredictor,
     build_predictor,
-    export_step_onnx,
 )
-from monai_rurnet.networks import build_network
+from monai_rurnet.networks import build_network, export_step_onnx
 
 pytest.importorskip("onnxruntime")
 
@@ -100,6 +99,8 @@ def test_torch_fast_rejects_bad_size():
 
 @pytest.mark.parametrize("name,kw", [("dru", {"level": 4, "steps": 3}), ("unet_g", {})])
 def test_onnxruntime_equals_torch(tmp_path, name, kw):
+    import onnx
+
     net = _net(name, **kw)
     ort_pred = OnnxRuntimePredictor(net, intra_op_threads=1, onnx_path=tmp_path / "m.onnx")
     for shape in [(1, 3, 32, 48), (2, 3, 80, 64)]:  # two sizes, one exported model (dynamic axes)
@@ -107,16 +108,19 @@ def test_onnxruntime_equals_torch(tmp_path, name, kw):
         _close(ort_pred(x), _ref(net, x), 1e-4)
     if name == "dru":
         _close(ort_pred(x, steps=1), _ref(net, x, steps=1), 1e-4)
-    # a saved model can be reloaded by path, with its recurrence settings from the metadata
-    again = OnnxRuntimePredictor(tmp_path / "m.onnx", intra_op_threads=1)
+    # a saved model can be loaded again, with its recurrence settings from the metadata
+    again = OnnxRuntimePredictor(onnx.load(tmp_path / "m.onnx"), intra_op_threads=1)
     _close(again(x), _ref(net, x), 1e-4)
 
 
 def test_export_step_onnx_metadata(tmp_path):
     import onnx
 
-    path = export_step_onnx(_net(), tmp_path / "step.onnx")
+    in_memory = export_step_onnx(_net())  # no file unless a path is given
+    path = tmp_path / "step.onnx"
+    export_step_onnx(_net(), path)
     model = onnx.load(str(path))
+    assert model.graph == in_memory.graph
     assert model.opset_import[0].version >= 17
     assert [i.name for i in model.graph.input] == ["x", "mask", "h"]
     assert any(p.key == "monai_rurnet" for p in model.metadata_props)

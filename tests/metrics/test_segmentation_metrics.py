@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -15,7 +13,6 @@ from monai_rurnet.metrics import (
     VesselMetricsHandler,
     apply_fov,
     apply_ignore,
-    save_metrics_json,
 )
 
 
@@ -130,7 +127,7 @@ def test_relaxed_pr_shifted_line():
     assert far.aggregate("relaxed_precision") < 1.0
 
 
-def test_handlers_in_evaluator_and_json(tmp_path):
+def test_handlers_in_evaluator():
     from ignite.engine import Engine
 
     rng = np.random.default_rng(2)
@@ -142,9 +139,6 @@ def test_handlers_in_evaluator_and_json(tmp_path):
     engine.run(batches)
     assert engine.state.metrics["mIoU"] == pytest.approx(1.0)
     assert engine.state.metrics["vessel"]["f1"] == pytest.approx(1.0)
-    p = save_metrics_json(engine.state.metrics, tmp_path / "m.json")
-    data = json.loads(open(p).read())
-    assert data["mIoU"] == pytest.approx(1.0)
 
 
 def test_decollated_lists_like_evaluator():

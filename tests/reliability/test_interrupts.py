@@ -149,7 +149,7 @@ def test_training_resumes_after_sigkill(drive, tmp_path, caplog, capsys):
     # rerun the same configuration (in this process, to save a second interpreter start-up)
     with caplog.at_level(logging.INFO, logger="monai_rurnet"):
         _train_inprocess(drive, tmp_path, max_epochs=6, val_interval=2)
-    resumed = f"Resumed from {ckpt} at epoch {killed_at['epoch']}, iteration {killed_at['iteration']}."
+    resumed = f"Resumed from {ckpt} at epoch {killed_at['epoch']}, iteration {killed_at['iteration']} "
     # the bundle's logging.conf (fileConfig) replaces the root handlers, so the line reaches stdout, not caplog
     assert resumed in caplog.text + capsys.readouterr().out
     final = _load_ckpt(ckpt)

@@ -1,28 +1,46 @@
 """The one ONNX exporter: a network's recurrent *step* (or a plain module's forward), dynamic batch and spatial axes.
 
 :class:`~monai_rurnet.inferers.OnnxRuntimePredictor` runs the exported step inside the anytime loop
-(:class:`~monai_rurnet.inferers.StepLoop`), so ``steps`` and ``tol`` stay call-time choices.
+(:class:`~monai_rurnet.inferers.StepLoop`), so ``steps`` and ``tol`` stay call-time choices. :func:`recurrent_info`
+is what that loop needs to know of a network (stored in the exported model's metadata).
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from monai_rurnet.inferers.norms import replace_modules
-from monai_rurnet.inferers.steps import recurrent_info
 from monai_rurnet.networks.rurnet import RecurrentUNet
 
-__all__ = ["META_KEY", "StepModule", "export_step_onnx"]
+__all__ = ["META_KEY", "StepModule", "export_step_onnx", "load_step_onnx", "recurrent_info"]
 
-#: key of the ONNX metadata entry holding :func:`~monai_rurnet.inferers.steps.recurrent_info` (JSON).
+#: key of the ONNX metadata entry holding :func:`recurrent_info` (JSON).
 META_KEY = "monai_rurnet"
+
+
+def recurrent_info(net: nn.Module) -> dict[str, Any]:
+    """What the anytime loop needs to know of a network (``{"recurrent": False}`` for a plain module)."""
+    if not isinstance(net, RecurrentUNet):
+        return {"recurrent": False}
+    return {
+        "recurrent": True,
+        "in_channels": net.in_channels,
+        "out_channels": net.out_channels,
+        "state_channels": net.state_channels,
+        "state_stride": 2**net.level,
+        "divisor": net.divisor,
+        "init_value": net.init_value,
+        "state_init": net.state_init,
+        "steps": net.steps,
+    }
 
 
 class StepModule(nn.Module):
@@ -50,6 +68,7 @@ def _instance_norms_for_export(module: nn.Module, spatial_dims: int) -> None:
     ``InstanceNorm``: the exporter writes GroupNorm as Reshape -> InstanceNormalization -> Reshape -> Mul -> Add,
     the instance norm as one InstanceNormalization node (about 20% less ONNX Runtime time for DRU(4) at 576x576,
     whose full-resolution levels have 8 channels in 8 groups). Exact in eval mode."""
+    from monai_rurnet.inferers.norms import replace_modules  # the inferers' module walker (imports networks)
 
     def convert(m: nn.Module) -> nn.Module | None:
         if not (isinstance(m, nn.GroupNorm) and m.num_groups == m.num_channels and m.affine):
@@ -65,20 +84,23 @@ def _instance_norms_for_export(module: nn.Module, spatial_dims: int) -> None:
 
 def export_step_onnx(
     network: nn.Module,
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     opset: int = 17,
     example_size: Sequence[int] | None = None,
-) -> Path:
-    """Export ``network`` to ONNX for :class:`OnnxRuntimePredictor` (TorchScript-based exporter).
+) -> Any:
+    """Export ``network`` to ONNX for :class:`~monai_rurnet.inferers.OnnxRuntimePredictor` (TorchScript-based
+    exporter), in memory, and save it to ``path`` when given (:func:`load_step_onnx` reads it back).
 
     A :class:`RecurrentUNet` is exported as one step with inputs ``x, mask, h`` and outputs ``logits, h_new``;
     other modules as ``x -> logits``. Batch and spatial axes are dynamic; the recurrence settings are stored
     in the model's metadata (key ``monai_rurnet``). GroupNorms with one channel per group are written as
     instance norms (the same function, fewer nodes).
+
+    Returns:
+        the ``onnx.ModelProto``.
     """
     import onnx
 
-    path = Path(path)
     net = copy.deepcopy(network).cpu().eval().float()
     recurrent = isinstance(net, RecurrentUNet)
     info = recurrent_info(net)
@@ -110,12 +132,12 @@ def export_step_onnx(
         module, args = net, (x,)
         in_names, out_names = ["x"], ["logits"]
         dyn = {"x": {0: "b", **spatial}, "logits": {0: "b", **spatial}}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(
             module,
             args,
-            str(path),
+            buffer,
             input_names=in_names,
             output_names=out_names,
             dynamic_axes=dyn,
@@ -123,8 +145,27 @@ def export_step_onnx(
             do_constant_folding=True,
             dynamo=False,
         )
-    model = onnx.load(str(path))
+    model = onnx.load_from_string(buffer.getvalue())
     entry = model.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(info)
-    onnx.save(model, str(path))
-    return path
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(model, str(path))
+    return model
+
+
+def load_step_onnx(path: str | os.PathLike) -> Any:
+    """Read a model written by :func:`export_step_onnx` (an ``onnx.ModelProto`` for
+    :class:`~monai_rurnet.inferers.OnnxRuntimePredictor`); a missing, truncated or non-ONNX file raises an error
+    naming it (protobuf's own ``DecodeError`` names no file)."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: ONNX model not found.")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(model)
+    except Exception as e:  # truncated, empty or not an ONNX file
+        raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e}).") from e
+    return model
