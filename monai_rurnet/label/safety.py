@@ -17,6 +17,7 @@ __all__ = [
     "is_safe_name",
     "check_name",
     "check_upload_name",
+    "check_image_ids",
     "parse_params",
 ]
 
@@ -49,6 +50,13 @@ def check_upload_name(filename: str | None, what: str = "file") -> str:
     if suffix not in UPLOAD_SUFFIXES:
         raise ValueError(f"{what} {name!r}: unsupported type, expected one of {', '.join(UPLOAD_SUFFIXES)}")
     return suffix
+
+
+def check_image_ids(value: Any) -> list[str]:
+    """A list of image ids (each checked with :func:`check_name`), else ``ValueError``."""
+    if not isinstance(value, list):
+        raise ValueError(f"images must be a list of image ids, got {type(value).__name__}")
+    return [check_name(v, "image id") for v in value]
 
 
 def parse_params(text: str | bytes | None, what: str = "params") -> dict[str, Any]:

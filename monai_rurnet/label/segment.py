@@ -21,7 +21,7 @@ from PIL import Image
 
 from monai_rurnet.utils import atomic_write
 
-__all__ = ["GEO_SUFFIXES", "BundleSegmenter", "seg_to_label", "file_signature", "copy_weights"]
+__all__ = ["GEO_SUFFIXES", "BundleSegmenter", "seg_to_label", "file_signature"]
 
 GEO_SUFFIXES = (".tif", ".tiff")
 logger = logging.getLogger(__name__)
@@ -81,8 +81,8 @@ class BundleSegmenter:
         model_file: the weights to use (default the bundle's ``models/model.pt``).
         overrides: more config overrides (e.g. ``{"device": "$torch.device('cpu')"}``).
 
-    The runner reads a private one-image folder and writes a private output folder (both under a temporary
-    folder that :meth:`close` removes). ``segment(image, out_dir)`` is thread-safe (one image at a time).
+    The runner reads a private one-image folder and writes a private output folder, both under a temporary
+    folder that exists only during a call. ``segment(image, out_dir)`` is thread-safe (one image at a time).
     """
 
     def __init__(
@@ -121,12 +121,13 @@ class BundleSegmenter:
         return parser.get_parsed_content("runner", instantiate=True)
 
     def _folders(self) -> tuple[Path, Path]:
+        """Empty ``in``/``out`` folders under the private folder (same paths each call: the runner keeps them)."""
         if self._work is None:
             self._work = Path(tempfile.mkdtemp(prefix=f"rurnet-{self.bundle_dir.name}-"))
         in_dir, out_dir = self._work / "in", self._work / "out"
         for d in (in_dir, out_dir):
             shutil.rmtree(d, ignore_errors=True)
-            d.mkdir()
+            d.mkdir(parents=True)
         return in_dir, out_dir
 
     def _current_runner(self, in_dir: Path, out_dir: Path) -> Any:
@@ -163,22 +164,9 @@ class BundleSegmenter:
                     )
                 return seg_to_label(segs[0], image, out_dir)
             finally:
-                for d in (in_dir, seg_dir):
-                    shutil.rmtree(d, ignore_errors=True)
+                shutil.rmtree(in_dir.parent, ignore_errors=True)  # recreated by the next call
 
     @property
     def weights_signature(self) -> tuple[int, int] | None:
         """The signature of the weights file the loaded runner uses (``None`` before the first call)."""
         return self._signature
-
-    def close(self) -> None:
-        """Remove the private folders (the runner stays loaded and recreates them when used again)."""
-        with self._lock:
-            if self._work is not None:
-                shutil.rmtree(self._work, ignore_errors=True)
-                self._work = None
-
-
-def copy_weights(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Copy a weights file (never link it) to ``dst`` atomically."""
-    return atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
