@@ -7,7 +7,6 @@ a PNG, or a GeoTIFF with the study's CRS and geotransform for TIFF studies of Ge
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
 from monai_rurnet.label.segment import BundleSegmenter
 
-__all__ = ["RurnetInferTask", "bundle_labels", "sha256_file"]
+__all__ = ["RurnetInferTask", "bundle_labels"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +35,6 @@ def bundle_labels(bundle_dir: str | os.PathLike) -> tuple[dict[str, int], str]:
         raise ValueError(f"{meta_file}: no network_data_format.outputs.pred.channel_def") from e
     labels = {name: int(i) for i, name in channels.items() if name != "background"}
     return labels, str(meta.get("name") or meta.get("description") or Path(bundle_dir).name)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class RurnetInferTask(InferTask):
@@ -87,5 +77,5 @@ class RurnetInferTask(InferTask):
         return result, {
             "label_names": self.labels,
             "latencies": {"total": round(seconds, 3)},
-            "model_sha256": sha256_file(self.model_file),
+            "model_sha256": self.segmenter.weights_sha256,
         }

@@ -8,6 +8,7 @@ GeoTIFF label with its CRS and geotransform; everything else a PNG. Needs torch/
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -21,10 +22,19 @@ from PIL import Image
 
 from monai_rurnet.utils import atomic_write
 
-__all__ = ["GEO_SUFFIXES", "BundleSegmenter", "seg_to_label", "file_signature"]
+__all__ = ["GEO_SUFFIXES", "BundleSegmenter", "seg_to_label", "file_signature", "sha256_file"]
 
 GEO_SUFFIXES = (".tif", ".tiff")
 logger = logging.getLogger(__name__)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def file_signature(path: str | os.PathLike) -> tuple[int, int]:
@@ -101,6 +111,8 @@ class BundleSegmenter:
         self._work: Path | None = None
         self._runner: Any = None
         self._signature: tuple[int, int] | None = None
+        #: SHA-256 of the weights file when the runner loaded it (``None`` before the first call).
+        self.weights_sha256: str | None = None
 
     def _build(self, in_dir: Path, out_dir: Path) -> Any:
         from monai.bundle import ConfigParser
@@ -138,6 +150,7 @@ class BundleSegmenter:
             logger.info(f"Loading {self.bundle_dir.name} with {self.model_file}")
             self._runner = self._build(in_dir, out_dir)
             self._signature = signature
+            self.weights_sha256 = sha256_file(self.model_file)
         return self._runner
 
     def segment(self, image: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
@@ -165,8 +178,3 @@ class BundleSegmenter:
                 return seg_to_label(segs[0], image, out_dir)
             finally:
                 shutil.rmtree(in_dir.parent, ignore_errors=True)  # recreated by the next call
-
-    @property
-    def weights_signature(self) -> tuple[int, int] | None:
-        """The signature of the weights file the loaded runner uses (``None`` before the first call)."""
-        return self._signature
