@@ -11,6 +11,7 @@ temporary files go to ``<workdir>/tmp``, removed at exit. SIGTERM/SIGINT stop ev
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -81,16 +82,21 @@ def main(argv: list[str] | None = None) -> int:
             f"Refusing to bind {args.host}: MONAI Label 0.8.5 must stay on 127.0.0.1 (see docs/monai_label.md)."
         )
         return 2
-    python = args.python or find_label_python(check=not args.dry_run)
-    if not python:
-        print(
-            "No MONAI Label environment found: run `bash .ci/label_env.sh` or set MONAI_RURNET_LABEL_PYTHON."
-        )
-        return 2
     own_workdir = args.workdir is None
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rurnet-label-")).resolve()
     tmp = workdir / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    old_tmpdir = os.environ.get("TMPDIR")
     try:
+        # every temporary file of this run, also the label environment check's (torch caches), goes to tmp
+        os.environ["TMPDIR"] = str(tmp)
+        tempfile.tempdir = None
+        python = args.python or find_label_python(check=not args.dry_run)
+        if not python:
+            print(
+                "No MONAI Label environment found: run `bash .ci/label_env.sh` or set MONAI_RURNET_LABEL_PYTHON."
+            )
+            return 2
         app = prepare_app(workdir, args.bundle)
         Path(args.studies).mkdir(parents=True, exist_ok=True)
         cmd = server_command(
@@ -106,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print(" ".join(cmd), flush=True)
         if args.dry_run:
             return 0
-        tmp.mkdir(exist_ok=True)
-        proc = start_server(cmd, log_file=None, env=server_env({"TMPDIR": str(tmp)}))
+        proc = start_server(cmd, log_file=None, env=server_env())
 
         signal.signal(signal.SIGINT, _interrupt)
         signal.signal(signal.SIGTERM, _interrupt)
@@ -118,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             return 128 + e.signum
     finally:
         shutil.rmtree(workdir if own_workdir else tmp, ignore_errors=True)
+        if old_tmpdir is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = old_tmpdir
+        tempfile.tempdir = None
 
 
 if __name__ == "__main__":

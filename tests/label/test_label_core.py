@@ -130,6 +130,7 @@ def test_app_weights_are_copies(tmp_path: Path) -> None:
 
 
 def test_serve_cli(tmp_path: Path, capsys) -> None:
+    tmpdir_before = os.environ.get("TMPDIR")
     cmd = server_command(
         "py", "APP", "STUDIES", [BUNDLES / "handseg"], conf={"train": "false"}, allow_model_upload=True
     )
@@ -139,7 +140,7 @@ def test_serve_cli(tmp_path: Path, capsys) -> None:
                      "--workdir", str(tmp_path / "w"), "--dry-run"])  # fmt: skip
     out = capsys.readouterr().out
     assert rc == 0 and "monai_rurnet.label.server" in out and "--allow_model_upload" not in out
-    assert not (tmp_path / "w" / "tmp").exists()
+    assert not (tmp_path / "w" / "tmp").exists() and os.environ.get("TMPDIR") == tmpdir_before
     assert serve_main(["--bundle", "x", "--studies", "y", "--host", "0.0.0.0", "--python", "py"]) == 2
 
 
