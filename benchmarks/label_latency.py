@@ -57,7 +57,15 @@ def serve_latency(studies: Path, ids: list[str], threads: int, work: Path) -> di
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "monai_rurnet.label.serve", "--bundle", str(BUNDLE), "--studies", str(studies)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai_rurnet.label.serve",
+        "--bundle",
+        str(BUNDLE),
+        "--studies",
+        str(studies),
+    ]
     cmd += ["--port", str(port), "--workdir", str(work / "app")]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     with open(work / "server.log", "wb") as log:
@@ -81,7 +89,14 @@ def serve_latency(studies: Path, ids: list[str], threads: int, work: Path) -> di
 
 def cli_time(images: Path, n: int, threads: int, work: Path) -> tuple[float, float]:
     """``(runner seconds per image, wall seconds per image)`` of the bundle CLI on ``n`` images."""
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(BUNDLE / "configs" / "inference.json")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(BUNDLE / "configs" / "inference.json"),
+    ]
     cmd += ["--bundle_root", str(BUNDLE), "--dataset_dir", str(images), "--output_dir", str(work / "cli")]
     cmd += ["--overwrite", "true", "--progress", "false"]
     t0 = time.perf_counter()

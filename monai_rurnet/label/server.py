@@ -149,6 +149,17 @@ def create_app(allow_model_upload: bool = False) -> Any:
     def bad(status: int, error: Exception) -> HTTPException:
         return HTTPException(status_code=status, detail=str(error))
 
+    def check_form(params: str, upload: Any, what: str) -> tuple[dict[str, Any], str]:
+        """The form's JSON params (422 when malformed) and the upload's suffix (400 for a bad file name)."""
+        try:
+            p = parse_params(params)
+        except ValueError as e:
+            raise bad(422, e) from e
+        try:
+            return p, check_upload_name(upload.filename, what) if upload else ""
+        except ValueError as e:
+            raise bad(400, e) from e
+
     async def infer(
         background_tasks: BackgroundTasks,
         model: str,
@@ -158,16 +169,12 @@ def create_app(allow_model_upload: bool = False) -> Any:
         output: ResultType | None = None,
         user: User = user_role,
     ):
+        p, suffix = check_form(params, file, "uploaded image")
         try:
-            p = parse_params(params)
             if p.get("label_tag") is not None:
                 check_name(p["label_tag"], "label_tag")
         except ValueError as e:
             raise bad(422, e) from e
-        try:
-            suffix = check_upload_name(file.filename, "uploaded image") if file else ""
-        except ValueError as e:
-            raise bad(400, e) from e
         if not file and not image:
             raise HTTPException(status_code=422, detail="give an image id (?image=ID) or upload a file")
         instance = app_instance()
@@ -200,12 +207,8 @@ def create_app(allow_model_upload: bool = False) -> Any:
         file: UploadFile = File(...),
         user: User = annotator_role,
     ):
+        _, suffix = check_form(params, file, "uploaded image")
         try:
-            parse_params(params)
-        except ValueError as e:
-            raise bad(422, e) from e
-        try:
-            suffix = check_upload_name(file.filename, "uploaded image")
             image = image or check_name(file.filename[: -len(suffix)], "image id")
         except ValueError as e:
             raise bad(400, e) from e
@@ -221,14 +224,7 @@ def create_app(allow_model_upload: bool = False) -> Any:
         label: UploadFile = File(...),
         user: User = annotator_role,
     ):
-        try:
-            parse_params(params)
-        except ValueError as e:
-            raise bad(422, e) from e
-        try:
-            check_upload_name(label.filename, "uploaded label")
-        except ValueError as e:
-            raise bad(400, e) from e
+        check_form(params, label, "uploaded label")
         return await run_in_threadpool(
             datastore_ep.save_label, background_tasks, image, params, tag, label, user.username
         )
