@@ -10,6 +10,7 @@ folder is written.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -27,6 +28,7 @@ from monai_rurnet.utils import as_bool, atomic_torch_save, atomic_write
 __all__ = [
     "SHARED_TRAIN_CONFIG",
     "OPTIONS",
+    "check_options",
     "train_config_files",
     "loaded_keys",
     "prepare_datalist",
@@ -47,8 +49,6 @@ def train_config_files(bundle_dir: str | os.PathLike) -> list[str]:
     own = Path(bundle_dir) / "configs" / "train.json"
     if not own.is_file():
         raise FileNotFoundError(f"{own}: the bundle has no training config.")
-    import json
-
     if "train" in json.loads(own.read_text()):
         return [str(own)]
     if not SHARED_TRAIN_CONFIG.is_file():
@@ -119,7 +119,8 @@ def prepare_datalist(
     return out
 
 
-def _options(options: Mapping[str, Any]) -> dict[str, Any]:
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`OPTIONS` found in ``options``, converted to their types; ``ValueError`` names a bad one."""
     out: dict[str, Any] = {}
     for key, kind in OPTIONS.items():
         if key not in options or options[key] is None:
@@ -159,7 +160,7 @@ def finetune(
     from monai.bundle import ConfigWorkflow
 
     bundle_dir, work_dir, model_file = Path(bundle_dir).resolve(), Path(work_dir), Path(model_file)
-    opts = {"max_epochs": 1, **_options(options or {})}
+    opts = {"max_epochs": 1, **check_options(options or {})}
     use_bundle_data = bool(opts.pop("bundle_data", False))
     init = Path(init_weights or model_file)
     overrides: dict[str, Any] = {

@@ -15,6 +15,7 @@
 * SIGTERM/SIGINT stop it within about a second (MONAI Label's own server waits for its 30 s session timer).
 """
 
+# no ``from __future__ import annotations``: FastAPI reads the route functions' annotations at run time
 import argparse
 import asyncio
 import json
@@ -64,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def guard(method: str, path: str, query: dict[str, list[str]], served: Any, allow_model_upload: bool):
+def guard(
+    method: str, path: str, query: dict[str, list[str]], served: Any, allow_model_upload: bool
+) -> tuple[int, str] | None:
     """``(status, reason)`` when a request must be refused before it reaches MONAI Label, else ``None``.
 
     ``served`` gives ``models()``, ``trainers()`` and ``images()`` (sets of names) on demand.
@@ -139,7 +142,7 @@ def create_app(allow_model_upload: bool = False) -> Any:
     from monailabel.interfaces.utils.app import app_instance
     from starlette.concurrency import run_in_threadpool
 
-    from monai_rurnet.label.finetune import _options
+    from monai_rurnet.label.finetune import check_options
 
     infer_lock = asyncio.Lock()  # FIFO: concurrent /infer requests are queued, each is answered
     user_role = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_USER))
@@ -237,7 +240,7 @@ def create_app(allow_model_upload: bool = False) -> Any:
         user: User = admin_role,
     ):
         try:
-            _options(params or {})
+            check_options(params or {})
             if (params or {}).get("images") is not None:
                 missing = set(check_image_ids(params["images"])) - _Served(app_instance()).images()
                 if missing:
