@@ -3,10 +3,11 @@
 Serves ``bundles/retina_drive`` with ``python -m monai_rurnet.label.serve`` (label environment, see
 ``docs/monai_label.md``) on a studies folder of DRIVE test images (``--images``, default the bundle's
 ``sample_data``), times ``POST /infer/retina_drive?image=ID&output=image`` end to end from this client (after one
-warm-up request), and ``GET /info/`` while an inference runs; then runs the bundle CLI (``python -m monai.bundle
-run``) on the same images and reports its own per-image time (``Summary`` line: images / seconds, model loading
-excluded) and its wall time per image (process start and model loading included). Server and CLI both run with
-``--threads`` threads (``OMP_NUM_THREADS``). Not a test: nothing is asserted.
+warm-up request) and, round-robin with it, the bundle CLI (``python -m monai.bundle run``) on each image alone:
+its own time (``Summary`` line, model loading excluded) and its wall time (process start and model loading
+included); then ``GET /info/`` while inferences run. Server and CLI both run with ``--threads`` threads
+(``OMP_NUM_THREADS``); the server runs in the label environment (its torch version is printed). Not a test:
+nothing is asserted.
 
 Usage::
 
@@ -51,8 +52,36 @@ def _get(url: str) -> float:
     return time.perf_counter() - t0
 
 
-def serve_latency(studies: Path, ids: list[str], threads: int, work: Path) -> dict[str, list[float]]:
-    """Per-image ``/infer`` seconds and ``/info/`` seconds during an inference, from one server."""
+def cli_time(image: Path, threads: int, work: Path) -> tuple[float, float]:
+    """``(runner seconds, wall seconds)`` of the bundle CLI on the one image ``image``."""
+    in_dir, out_dir = work / "cli_in", work / "cli_out"
+    shutil.rmtree(in_dir, ignore_errors=True)
+    in_dir.mkdir()
+    shutil.copy(image, in_dir / image.name)
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(BUNDLE / "configs" / "inference.json"),
+    ]
+    cmd += ["--bundle_root", str(BUNDLE), "--dataset_dir", str(in_dir), "--output_dir", str(out_dir)]
+    cmd += ["--overwrite", "true", "--progress", "false"]
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, check=True
+    ).stdout
+    wall = time.perf_counter() - t0
+    m = re.search(r"Summary: 1 images segmented.*?([\d.]+) s ->", out)
+    if m is None:
+        raise RuntimeError(f"no Summary line in the CLI output:\n{out[-2000:]}")
+    return float(m.group(1)), wall
+
+
+def measure(studies: Path, files: list[Path], threads: int, work: Path) -> dict[str, list[float]]:
+    """Round-robin over the images: one ``/infer`` then the CLI on the same image, so that the load of a shared
+    machine hits both alike; then ``GET /info/`` while inferences run."""
     from monai_rurnet.label import free_port, wait_until_ready
 
     port = free_port()
@@ -70,44 +99,26 @@ def serve_latency(studies: Path, ids: list[str], threads: int, work: Path) -> di
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     with open(work / "server.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    out: dict[str, list[float]] = {"infer": [], "runner": [], "wall": [], "info": []}
     try:
         wait_until_ready(base, timeout=300, proc=proc)
-        _post(f"{base}/infer/retina_drive?image={ids[0]}&output=image")  # warm-up: loads the runner
-        infer = [_post(f"{base}/infer/retina_drive?image={i}&output=image") for i in ids]
-        info: list[float] = []
-        for i in ids[:3]:
-            t = threading.Thread(target=_post, args=(f"{base}/infer/retina_drive?image={i}&output=image",))
+        url = f"{base}/infer/retina_drive?image={{}}&output=image"
+        _post(url.format(files[0].stem))  # warm-up: loads the runner
+        for f in files:
+            out["infer"].append(_post(url.format(f.stem)))
+            runner, wall = cli_time(f, threads, work)
+            out["runner"].append(runner)
+            out["wall"].append(wall)
+        for f in files[:3]:
+            t = threading.Thread(target=_post, args=(url.format(f.stem),))
             t.start()
             time.sleep(0.3)
-            info.append(_get(f"{base}/info/"))
+            out["info"].append(_get(f"{base}/info/"))
             t.join()
-        return {"infer": infer, "info": info}
+        return out
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-def cli_time(images: Path, n: int, threads: int, work: Path) -> tuple[float, float]:
-    """``(runner seconds per image, wall seconds per image)`` of the bundle CLI on ``n`` images."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        str(BUNDLE / "configs" / "inference.json"),
-    ]
-    cmd += ["--bundle_root", str(BUNDLE), "--dataset_dir", str(images), "--output_dir", str(work / "cli")]
-    cmd += ["--overwrite", "true", "--progress", "false"]
-    t0 = time.perf_counter()
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, check=True
-    ).stdout
-    wall = time.perf_counter() - t0
-    m = re.search(r"Summary: (\d+) images segmented.*?([\d.]+) s ->", out)
-    if m is None:
-        raise RuntimeError(f"no Summary line in the CLI output:\n{out[-2000:]}")
-    return float(m.group(2)) / max(int(m.group(1)), 1), wall / n
 
 
 def main() -> None:
@@ -125,19 +136,25 @@ def main() -> None:
         studies.mkdir()
         for f in files:
             shutil.copy(f, studies / f.name)
-        serve = serve_latency(studies, [f.stem for f in files], args.threads, work)
-        runner_s, wall_s = cli_time(studies, len(files), args.threads, work)
+        m = measure(studies, files, args.threads, work)
+    from monai_rurnet.label import find_label_python
+
+    label_torch = subprocess.run(
+        [find_label_python(check=False) or "python", "-c", "import torch; print(torch.__version__)"],
+        capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
     print(environment())
-    print(f"threads: {args.threads}; images: {len(files)} from {args.images}\n")
-    infer = statistics.median(serve["infer"])
+    print(f"threads: {args.threads}; images: {len(files)} from {args.images}; server torch {label_torch}\n")
+    med = {k: statistics.median(v) for k, v in m.items()}
     rows = [
-        ["MONAI Label POST /infer (end to end, median)", infer, 1.0],
-        ["bundle CLI, runner time per image", runner_s, runner_s / infer],
-        ["bundle CLI, wall time per image (incl. start-up)", wall_s, wall_s / infer],
-        ["GET /info/ during an inference (max)", max(serve["info"]), float("nan")],
+        ["MONAI Label POST /infer (end to end, median)", med["infer"], 1.0],
+        ["bundle CLI, runner time per image (median)", med["runner"], med["runner"] / med["infer"]],
+        ["bundle CLI, wall time per image (incl. start-up)", med["wall"], med["wall"] / med["infer"]],
+        ["GET /info/ during an inference (max)", max(m["info"]), float("nan")],
     ]
     print(table(["what", "seconds", "x /infer"], rows))
-    print("\nper-image /infer seconds:", json.dumps([round(t, 2) for t in serve["infer"]]))
+    for k in ("infer", "runner", "wall", "info"):
+        print(f"{k} seconds:", json.dumps([round(t, 3) for t in m[k]]))
 
 
 if __name__ == "__main__":
