@@ -128,6 +128,21 @@ def _label(body: bytes) -> tuple[np.ndarray, dict]:
     return np.asarray(Image.open(io.BytesIO(body))), {}
 
 
+def _train(base: str, model: str, options: dict) -> tuple[dict, set[str]]:
+    """``POST /train/<model>`` and poll ``GET /train/`` until the task ends: ``(task, statuses seen)``."""
+    body = json.dumps(options).encode()
+    status, answer, _ = _request("POST", f"{base}/train/{model}", body, {"Content-Type": "application/json"})
+    assert status == 200, answer
+    seen = set()
+    for _ in range(900):
+        task = json.loads(_request("GET", f"{base}/train/")[1])
+        seen.add(task["status"])
+        if task["status"] not in ("SUBMITTED", "RUNNING"):
+            break
+        time.sleep(1)
+    return task, seen
+
+
 def _files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
@@ -252,18 +267,11 @@ def test_serve_all_bundles_over_http(label_python: str, tmp_path: Path) -> None:
             status, body, _ = _request("PUT", f"{base}/datastore/label?image={image_id}",
                                        *_form({"label": (f"{image_id}.png", buf.getvalue())}))  # fmt: skip
             assert status == 200, body
-        train_body = json.dumps({"max_epochs": 1, "images": ["ret_png", "ret_tif"]}).encode()
-        status, body, _ = _request(
-            "POST", f"{base}/train/retina_drive", train_body, {"Content-Type": "application/json"}
-        )
-        assert status == 200, body
-        seen = set()
-        for _ in range(600):
-            task = json.loads(_request("GET", f"{base}/train/")[1])
-            seen.add(task["status"])
-            if task["status"] not in ("SUBMITTED", "RUNNING"):
-                break
-            time.sleep(1)
+        # a failing training shows its cause (hand_png has no final label), then the real one runs to DONE
+        task, _ = _train(base, "handseg", {"max_epochs": 1, "images": ["hand_png"]})
+        assert task["status"] == "ERROR", task
+        assert any("no image to train on has a 'final' label" in line for line in task["details"]), task
+        task, seen = _train(base, "retina_drive", {"max_epochs": 1, "images": ["ret_png", "ret_tif"]})
         if task["status"] != "DONE":
             fail(f"training ended {task['status']}: {task.get('details')}")
         assert "RUNNING" in seen or "SUBMITTED" in seen, seen
