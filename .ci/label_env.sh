@@ -26,7 +26,8 @@ import monai_rurnet.networks  # noqa: F401
 PY
 }
 
-if [ -f "$STAMP" ] && [ -x "$VENV/bin/python" ] && check; then
+# pip check clean too (an environment made by an older version of this script had monai-rurnet installed)
+if [ -f "$STAMP" ] && [ -x "$VENV/bin/python" ] && check && "$VENV/bin/python" -m pip check >/dev/null 2>&1; then
     echo "label venv ready: $VENV"
     exit 0
 fi
@@ -68,11 +69,20 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 "${PIP[@]}" $TORCH_SPEC
 # shellcheck disable=SC2086
 "${PIP[@]}" $MONAILABEL_SPEC $DICOM_PINS
-# our package without its deps (they would pull numpy>=2 / rasterio into the label env) ...
-"${PIP[@]}" --no-deps -e "$REPO_ROOT"
-# ... plus the pure-python deps monai_rurnet imports that MONAI Label does not already bring.
+# Our package goes on the venv's path (a link to the checkout's monai_rurnet/ in a folder named by a .pth file,
+# like `pip install -e`) instead of being installed: its metadata requires jsonschema>=4 (for the offline bundle
+# metadata check, unused here) while MONAI Label's pydicom-seg requires jsonschema<4, and pip check must stay
+# clean. The link's folder holds no monai_rurnet.egg-info, so pip sees no monai-rurnet requirement. Its deps that
+# MONAI Label does not already bring are installed below (not numpy>=2).
+"$VENV/bin/python" -m pip uninstall -y -q monai-rurnet >/dev/null 2>&1 || true
+SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+rm -f "$SITE"/__editable__*monai_rurnet* "$SITE"/monai_rurnet*.egg-link "$SITE"/monai_rurnet-*.dist-info -r
+sed -i "\#^$REPO_ROOT\$#d" "$SITE"/easy-install.pth 2>/dev/null || true
+mkdir -p "$VENV/monai_rurnet_src"
+ln -sfn "$REPO_ROOT/monai_rurnet" "$VENV/monai_rurnet_src/monai_rurnet"
+echo "$VENV/monai_rurnet_src" >"$SITE/monai_rurnet_checkout.pth"
 missing=()
-for mod_pkg in "scipy:scipy" "yaml:pyyaml" "PIL:pillow" "fire:fire" "jsonschema:jsonschema" "ignite:pytorch-ignite" "tqdm:tqdm" "rasterio:rasterio"; do
+for mod_pkg in "scipy:scipy" "yaml:pyyaml" "PIL:pillow" "fire:fire" "ignite:pytorch-ignite" "tqdm:tqdm" "rasterio:rasterio"; do
     mod="${mod_pkg%%:*}"
     pkg="${mod_pkg##*:}"
     "$VENV/bin/python" -c "import $mod" >/dev/null 2>&1 || missing+=("$pkg")
@@ -82,6 +92,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 trap - ERR
+if ! "$VENV/bin/python" -m pip check; then
+    echo "label venv at $VENV: pip check found inconsistent requirements (above)" >&2
+    exit 1
+fi
 if ! check; then
     echo "label venv at $VENV is not usable:" >&2
     "$VENV/bin/python" -c "import monailabel.app, monai_rurnet.networks" >&2 || true

@@ -1,11 +1,14 @@
 """MONAI Label integration: serve monai-rurnet bundles (``python -m monai_rurnet.label.serve``).
 
-This package's top level needs only the standard library; ``application`` and ``infer`` need ``monailabel``
-(the separate label environment, see ``docs/monai_label.md``).
+This package's top level needs only the standard library; ``segment`` and ``finetune`` need torch/MONAI;
+``application``, ``infer``, ``train`` and ``server`` need ``monailabel`` (the separate label environment, see
+``docs/monai_label.md``).
 """
 
 from monai_rurnet.label.app import (
     LABEL_PYTHON_ENV,
+    app_model_file,
+    copy_file_atomic,
     find_label_python,
     free_port,
     is_loopback,
@@ -19,6 +22,8 @@ from monai_rurnet.label.app import (
 
 __all__ = [
     "LABEL_PYTHON_ENV",
+    "app_model_file",
+    "copy_file_atomic",
     "find_label_python",
     "free_port",
     "is_loopback",

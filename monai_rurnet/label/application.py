@@ -1,15 +1,19 @@
 """The MONAI Label app serving monai-rurnet bundles (needs the MONAI Label environment).
 
-Bundles are looked up in ``--conf bundle_dir DIR`` (default ``<app>/model``, as in the stock ``monaibundle``
-app); nothing is ever downloaded. Conf keys: ``models`` (comma-separated bundle names, default
-``retina_drive``), ``bundle_dir``, ``preload`` (``false``), ``train`` (``false``: add MONAI Label's
-``BundleTrainTask`` for bundles whose ``configs/train.json`` it can run).
+Conf keys: ``bundles`` (comma-separated bundle folders; each model is named after its folder), or
+``bundle_dir`` + ``models`` (comma-separated names of folders in ``bundle_dir``, default ``<app>/model`` and
+``retina_drive``); ``train`` (``true``: a trainer per bundle). Nothing is ever downloaded.
+
+Bundles are read, never written: each model's weights live in the app's own folder,
+``<app>/model/<name>/model.pt``, copied (never linked) from the bundle's ``models/model.pt`` when absent. Training
+replaces that copy atomically, and inference reloads it when it changes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.infer_v2 import InferTask
@@ -20,30 +24,44 @@ from monailabel.tasks.activelearning.random import Random
 from monailabel.utils.others.generic import strtobool
 
 import monai_rurnet
-from monai_rurnet.label.infer import RurnetBundleInferTask
+from monai_rurnet.label.app import app_model_file
+from monai_rurnet.label.infer import RurnetInferTask
+from monai_rurnet.label.train import RurnetTrainTask
 
-__all__ = ["RurnetLabelApp", "DEFAULT_MODELS"]
+__all__ = ["RurnetLabelApp", "DEFAULT_MODELS", "bundle_folders"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODELS = "retina_drive"
 
 
+def bundle_folders(app_dir: str | os.PathLike, conf: dict[str, str]) -> dict[str, Path]:
+    """``{model name: bundle folder}`` from the app conf (see the module docstring)."""
+    if conf.get("bundles"):
+        paths = [Path(p.strip()) for p in conf["bundles"].split(",") if p.strip()]
+    else:
+        root = Path(conf.get("bundle_dir") or Path(app_dir) / "model")
+        paths = [root / m.strip() for m in conf.get("models", DEFAULT_MODELS).split(",") if m.strip()]
+    out: dict[str, Path] = {}
+    for p in paths:
+        p = p.resolve()
+        if not (p / "configs" / "inference.json").is_file():
+            raise FileNotFoundError(
+                f"{p}: not a bundle (no configs/inference.json); this app never downloads one."
+            )
+        if p.name in out:
+            raise ValueError(f"two bundles named {p.name!r}: {out[p.name]} and {p}")
+        out[p.name] = p
+    return out
+
+
 class RurnetLabelApp(MONAILabelApp):
-    """Serves local monai-rurnet bundles (``configs/inference.json`` + ``configs/metadata.json`` + ``models/model.pt``)."""
+    """Serves local monai-rurnet bundles with the app's own copy of their weights."""
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
-        bundle_dir = conf.get("bundle_dir") or os.path.join(app_dir, "model")
-        names = [m.strip() for m in conf.get("models", DEFAULT_MODELS).split(",") if m.strip()]
-        self.models: dict[str, str] = {}
-        for name in names:
-            path = os.path.realpath(os.path.join(bundle_dir, name))
-            if not os.path.isdir(path):
-                raise FileNotFoundError(
-                    f"Bundle {name!r} not found at {path} (this app never downloads bundles)."
-                )
-            self.models[name] = path
-        logger.info(f"+++ monai-rurnet bundles: {self.models}")
+        self.bundles = bundle_folders(app_dir, conf)
+        self.model_files = {n: app_model_file(app_dir, n, b) for n, b in self.bundles.items()}
+        logger.info(f"+++ monai-rurnet bundles: { {n: str(b) for n, b in self.bundles.items()} }")
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -54,33 +72,12 @@ class RurnetLabelApp(MONAILabelApp):
         )
 
     def init_infers(self) -> dict[str, InferTask]:
-        infers: dict[str, InferTask] = {}
-        for name, path in self.models.items():
-            task = RurnetBundleInferTask(path, self.conf)
-            if not task.is_valid():
-                raise RuntimeError(
-                    f"Bundle {name!r} at {path} is not servable: it needs configs/inference.json, "
-                    "configs/metadata.json and models/model.pt (see docs/monai_label.md)."
-                )
-            logger.info(f"+++ Adding Inferer:: {name} => {task}")
-            infers[name] = task
-        return infers
+        return {n: RurnetInferTask(b, self.model_files[n]) for n, b in self.bundles.items()}
 
     def init_trainers(self) -> dict[str, TrainTask]:
-        trainers: dict[str, TrainTask] = {}
-        if not strtobool(self.conf.get("train", "false")):
-            return trainers
-        from monailabel.tasks.train.bundle import BundleTrainTask
-
-        for name, path in self.models.items():
-            try:
-                task = BundleTrainTask(path, self.conf)
-            except Exception as e:  # a bundle whose train config MONAI Label cannot drive
-                logger.warning(f"Skipping trainer for {name}: {e}")
-                continue
-            if task.is_valid():
-                trainers[name] = task
-        return trainers
+        if not strtobool(self.conf.get("train", "true")):
+            return {}
+        return {n: RurnetTrainTask(b, self.model_files[n]) for n, b in self.bundles.items()}
 
     def init_strategies(self) -> dict[str, Strategy]:
         return {"random": Random(), "first": First()}

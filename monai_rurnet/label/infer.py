@@ -1,110 +1,81 @@
-"""A MONAI Label infer task for our bundles that writes 2D labels in the image's own orientation.
+"""The MONAI Label infer task for our bundles (needs the MONAI Label environment).
 
-Needs the MONAI Label environment (``monailabel`` importable); the core environment never imports this module.
+Each request runs the bundle's own inference runner (:class:`~monai_rurnet.label.segment.BundleSegmenter`), so
+the label is the bundle CLI's ``_seg`` pixel for pixel, as label indices (``0`` background, ``1`` foreground):
+a PNG, or a GeoTIFF with the study's CRS and geotransform for TIFF studies of GeoTIFF bundles.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from monai.transforms import LoadImaged
-from monailabel.tasks.infer.bundle import BundleInferTask
-from monailabel.transform.pre import LoadImageTensord
-from PIL import Image
+from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-__all__ = ["RurnetBundleInferTask", "reader_reverses_axes", "write_label_png"]
+from monai_rurnet.label.segment import BundleSegmenter
+
+__all__ = ["RurnetInferTask", "bundle_labels"]
 
 logger = logging.getLogger(__name__)
 
-REVERSE_KEY = "rurnet_reverse_indexing"
-RASTER_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp")
+
+def bundle_labels(bundle_dir: str | os.PathLike) -> tuple[dict[str, int], str]:
+    """``({label name: index}, description)`` from the bundle's ``configs/metadata.json`` (background left out)."""
+    meta_file = Path(bundle_dir) / "configs" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    try:
+        channels = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
+    except KeyError as e:
+        raise ValueError(f"{meta_file}: no network_data_format.outputs.pred.channel_def") from e
+    labels = {name: int(i) for i, name in channels.items() if name != "background"}
+    return labels, str(meta.get("name") or meta.get("description") or Path(bundle_dir).name)
 
 
-def reader_reverses_axes(transforms: list[Any]) -> bool:
-    """Whether the first image loader in ``transforms`` returns ``(W, H)`` arrays (MONAI's default for 2D).
+class RurnetInferTask(InferTask):
+    """2D segmentation with a bundle's own runner and the app's copy of its weights (``model_file``).
 
-    ``PILReader``/``ITKReader`` swap the two spatial axes unless built with ``reverse_indexing=False``; a loader
-    with no explicit reader is taken to use the default (swapped) layout.
-    """
-    for t in transforms:
-        loader = t.load_image_d if isinstance(t, LoadImageTensord) else t
-        if isinstance(loader, LoadImaged):
-            readers = [r for r in getattr(loader._loader, "readers", []) if hasattr(r, "reverse_indexing")]
-            user = [r for r in readers if type(r).__name__ in {"PILReader", "ITKReader"}]
-            if user:
-                return bool(user[-1].reverse_indexing)
-            return True
-    return True
-
-
-def write_label_png(
-    pred: Any, image_path: str | None, reverse_indexing: bool, path: str | None = None
-) -> str:
-    """Write a 2D label map (``(1, *S)`` or ``S``) as an 8-bit PNG with the size of the image at ``image_path``.
-
-    ``reverse_indexing`` says whether ``pred``'s spatial axes are ``(W, H)`` (MONAI's default) or ``(H, W)``.
-    """
-    arr = pred.detach().cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
-    arr = np.squeeze(arr)
-    if arr.ndim != 2:
-        raise ValueError(f"Expected a 2D label map, got shape {tuple(np.shape(pred))}.")
-    if reverse_indexing:
-        arr = arr.T
-    arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-    out = Image.fromarray(np.ascontiguousarray(arr), mode="L")
-    if image_path and os.path.isfile(image_path):
-        with Image.open(image_path) as im:
-            size = im.size  # (W, H)
-        if out.size != size:
-            logger.warning(f"Resizing label {out.size} to the image size {size} (nearest).")
-            out = out.resize(size, Image.NEAREST)
-    if path is None:
-        fd, path = tempfile.mkstemp(suffix=".png")
-        os.close(fd)
-    out.save(path)
-    return path
-
-
-class RurnetBundleInferTask(BundleInferTask):
-    """``BundleInferTask`` with safer defaults for our 2D bundles.
-
-    * loads ``models/model.pt`` strictly (a config/weights mismatch fails instead of silently running a
-      half-initialised network);
-    * 2D raster inputs: skips MONAI Label's ``Restored`` (it resizes to the reader's ``spatial_shape``, which is
-      ``(W, H)`` even when the bundle's ``PILReader(reverse_indexing=False)`` yields ``(H, W)`` arrays) and writes
-      the label as a uint8 PNG of the input's size and orientation, whatever the bundle's reader does.
+    The weights are reloaded whenever ``model_file`` changes (e.g. after ``POST /train/<model>``).
     """
 
-    def __init__(self, path: str, conf: dict[str, str], **kwargs: Any) -> None:
-        kwargs.setdefault("load_strict", True)
-        kwargs.setdefault("add_post_restore", False)
-        super().__init__(path, conf, **kwargs)
+    def __init__(
+        self,
+        bundle_dir: str | os.PathLike,
+        model_file: str | os.PathLike,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        labels, description = bundle_labels(bundle_dir)
+        super().__init__(type=InferType.SEGMENTATION, labels=labels, dimension=2, description=description)
+        self.bundle_dir = Path(bundle_dir).resolve()
+        self.model_file = Path(model_file)
+        self.segmenter = BundleSegmenter(self.bundle_dir, self.model_file, overrides)
 
-    def pre_transforms(self, data: dict[str, Any] | None = None) -> list[Any]:
-        pre = list(super().pre_transforms(data))
-        if data is not None:
-            data[REVERSE_KEY] = reader_reverses_axes(pre)
-        return pre
+    def is_valid(self) -> bool:
+        return self.segmenter.config_file.is_file() and self.model_file.is_file()
 
-    def writer(
-        self, data: dict[str, Any], extension: str | None = None, dtype: Any = None
-    ) -> tuple[Any, Any]:
-        image_path = data.get("image_path")
-        ext = os.path.splitext(str(image_path or ""))[1].lower()
-        pred = data.get(self.output_label_key)
-        spatial = np.squeeze(np.asarray(pred.shape)) if pred is not None else None
-        is_2d = pred is not None and len([s for s in pred.shape if s != 1]) == 2 and len(pred.shape) <= 3
-        if self.dimension != 2 or not is_2d or (ext and ext not in RASTER_EXTS):
-            logger.info(
-                f"Using MONAI Label's writer (dimension={self.dimension}, shape={spatial}, ext={ext!r})."
-            )
-            return super().writer(data, extension=extension, dtype=dtype)
-        if self.labels is not None:
-            data["labels"] = self.labels
-        path = write_label_png(pred, image_path, bool(data.get(REVERSE_KEY, True)))
-        return path, data.get(self.output_json_key, {})
+    def get_path(self, validate: bool = True) -> str | None:
+        return str(self.model_file) if (self.model_file.is_file() or not validate) else None
+
+    def __call__(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Segment ``request["image"]`` (a path); returns a label file the server removes after sending it."""
+        start = time.perf_counter()
+        out_dir = tempfile.mkdtemp(prefix="rurnet-label-")
+        try:
+            label = self.segmenter.segment(request["image"], out_dir)
+            fd, result = tempfile.mkstemp(prefix="rurnet-label-", suffix=label.suffix)
+            os.close(fd)
+            os.replace(label, result)
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        seconds = time.perf_counter() - start
+        logger.info(f"{self.bundle_dir.name}: {Path(request['image']).name} segmented in {seconds:.2f} s")
+        return result, {
+            "label_names": self.labels,
+            "latencies": {"total": round(seconds, 3)},
+            "model_sha256": self.segmenter.weights_sha256,
+        }

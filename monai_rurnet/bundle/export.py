@@ -1,0 +1,145 @@
+"""``python -m monai_rurnet.bundle export BUNDLE_DIR OUT_DIR``: a self-contained copy of a bundle.
+
+The bundles of this repository share one trainer: their ``train.json`` (and ``evaluate.json``,
+``multi_gpu_train.json``) only hold what differs from ``configs/train_base.json`` (``evaluate_base.json``,
+``multi_gpu_train_base.json``) and are run merged with it. An exported copy holds the merged configs, so that
+it runs on its own (``python -m monai.bundle run --config_file OUT/configs/train.json``, evaluation with
+``"['OUT/configs/train.json','OUT/configs/evaluate.json']"``) and tools that read a bundle's own
+``configs/train.json`` (e.g. MONAI Label's ``BundleTrainTask``) find the trainer in it:
+
+* ``configs/train.json``: the shared trainer merged with the bundle's ``train.json`` (every key explicit);
+* ``configs/evaluate.json`` / ``configs/multi_gpu_train.json``: what the shared and the bundle's fragments change
+  on top of that ``train.json`` (top-level keys);
+* everything else (inference config, metadata, logging config, docs, license, sample data) copied, and
+  ``models/model.pt`` copied byte for byte (same weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SHARED_CONFIGS",
+    "TRAIN_PROPERTIES",
+    "merged_config",
+    "shared_configs_dir",
+    "missing_train_properties",
+    "export_bundle",
+    "main",
+]
+
+#: bundle config -> the shared fragment it is merged with (``configs/`` of this repository).
+SHARED_CONFIGS = {
+    "train.json": "train_base.json",
+    "evaluate.json": "evaluate_base.json",
+    "multi_gpu_train.json": "multi_gpu_train_base.json",
+}
+#: config ids of MONAI's required train workflow properties (``monai.bundle.properties.TrainProperties``) and
+#: the ones MONAI Label's ``BundleTrainTask`` overrides.
+TRAIN_PROPERTIES = (
+    "bundle_root",
+    "device",
+    "dataset_dir",
+    "network_def",
+    "max_epochs",
+    "train#trainer",
+    "train#trainer#max_epochs",
+    "train#dataset",
+    "train#dataset#data",
+    "train#inferer",
+    "train#handlers",
+    "validate#dataset#data",
+)
+IGNORED = ("checkpoint.pt", "runs", "outputs", "eval", "__pycache__", ".*")
+
+
+def shared_configs_dir(bundle_dir: str | os.PathLike) -> Path:
+    """The shared trainer fragments of a bundle in this repository's layout: ``<repo>/configs`` beside
+    ``<repo>/bundles/<name>``."""
+    return Path(bundle_dir).resolve().parents[1] / "configs"
+
+
+def merged_config(files: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """The config of ``files`` merged as ``python -m monai.bundle run --config_file "[...]"`` merges them."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in files])
+    return {k: v for k, v in parser.config.items() if k != "_meta_"}  # type: ignore[union-attr]
+
+
+def missing_train_properties(config: dict[str, Any]) -> list[str]:
+    """The ids of :data:`TRAIN_PROPERTIES` that ``config`` does not define."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser(config)
+    return [p for p in TRAIN_PROPERTIES if p not in parser]
+
+
+def _write_json(obj: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(obj, indent=4) + "\n")
+
+
+def export_bundle(
+    bundle_dir: str | os.PathLike, out_dir: str | os.PathLike, shared_dir: str | os.PathLike | None = None
+) -> Path:
+    """Write a self-contained copy of ``bundle_dir`` to ``out_dir`` (which must not exist); returns it.
+
+    Raises ``FileExistsError``, ``FileNotFoundError`` (naming the missing file) or ``ValueError`` (a train
+    property missing from the merged ``train.json``).
+    """
+    src, out = Path(bundle_dir).resolve(), Path(out_dir)
+    shared = Path(shared_dir) if shared_dir is not None else shared_configs_dir(src)
+    if out.exists():
+        raise FileExistsError(f"{out} exists: export into a new folder.")
+    for f in ("configs/train.json", "configs/inference.json", "configs/metadata.json", "models/model.pt"):
+        if not (src / f).is_file():
+            raise FileNotFoundError(f"{src / f}: not found (is {src} a bundle?).")
+    base_train = shared / SHARED_CONFIGS["train.json"]
+    if not base_train.is_file():
+        raise FileNotFoundError(f"{base_train}: the shared trainer config is missing.")
+    # the network is defined once, in inference.json, which training reads first (see the README)
+    train_files = [src / "configs" / "inference.json", base_train, src / "configs" / "train.json"]
+    train = merged_config(train_files)
+    missing = missing_train_properties(train)
+    if missing:
+        raise ValueError(f"{src}: the merged train config lacks {missing}")
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(*IGNORED))
+        _write_json(train, tmp / "configs" / "train.json")
+        for name in ("evaluate.json", "multi_gpu_train.json"):
+            own = src / "configs" / name
+            if not own.is_file():
+                continue
+            full = merged_config([*train_files, shared / SHARED_CONFIGS[name], own])
+            _write_json({k: v for k, v in full.items() if train.get(k) != v}, tmp / "configs" / name)
+        shutil.copyfile(src / "models" / "model.pt", tmp / "models" / "model.pt")
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``export`` command."""
+    p = argparse.ArgumentParser(
+        prog="python -m monai_rurnet.bundle export", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("bundle", help="bundle folder, e.g. bundles/retina_drive")
+    p.add_argument("out", help="new folder for the self-contained copy")
+    args = p.parse_args(argv)
+    try:
+        out = export_bundle(args.bundle, args.out)
+    except (FileExistsError, FileNotFoundError, ValueError) as e:
+        print(f"export failed: {e}")
+        return 1
+    print(f"exported {args.bundle} -> {out}")
+    return 0
