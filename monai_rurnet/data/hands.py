@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from monai_rurnet.data.synthetic import smooth_noise
+from monai_rurnet.data.synthetic import synthetic_hand_image
 
 __all__ = ["hand_folder_datalist", "make_synthetic_hands", "synthetic_hand_image", "HAND_SUFFIXES"]
 
@@ -61,99 +60,6 @@ def hand_folder_datalist(root: str | Path, require_masks: bool = True) -> list[d
     return out
 
 
-def _capsule(draw: ImageDraw.ImageDraw, p0, p1, width: float, fill) -> None:
-    draw.line([p0, p1], fill=fill, width=int(width))
-    r = width / 2.0
-    for x, y in (p0, p1):
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=fill)
-
-
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    kind = rng.integers(0, 3)
-    base = rng.uniform(30, 220, 3).astype(np.float32)
-    if kind == 0:  # noise texture
-        t = smooth_noise(rng, (h, w), cell=int(rng.integers(4, 40)))
-        other = rng.uniform(30, 220, 3).astype(np.float32)
-        img = base[:, None, None] * (1 - t) + other[:, None, None] * t
-    elif kind == 1:  # stripes
-        yy, xx = np.mgrid[:h, :w]
-        ang, period = rng.uniform(0, np.pi), rng.uniform(8, 40)
-        s = 0.5 + 0.5 * np.sin((xx * np.cos(ang) + yy * np.sin(ang)) * 2 * np.pi / period)
-        other = rng.uniform(30, 220, 3).astype(np.float32)
-        img = base[:, None, None] * (1 - s) + other[:, None, None] * s
-    else:  # colour blobs
-        canvas = Image.new("RGB", (w, h), tuple(int(c) for c in base))
-        d = ImageDraw.Draw(canvas)
-        for _ in range(int(rng.integers(5, 15))):
-            x, y, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(10, 0.3 * max(h, w))
-            d.ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(c) for c in rng.integers(20, 235, 3)))
-        img = np.asarray(canvas).transpose(2, 0, 1).astype(np.float32)
-    return img
-
-
-def synthetic_hand_image(size: tuple[int, int] = (256, 256), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """One synthetic hand image: ``image`` uint8 ``(3, H, W)`` and ``mask`` uint8 ``(H, W)`` in {0, 1}."""
-    rng = np.random.default_rng(seed)
-    h, w = size
-    img = _background(rng, h, w)
-    # distractors: rectangles / ellipses, sometimes skin-ish but not hand-shaped
-    dist = Image.new("RGB", (w, h), 0)
-    dd = ImageDraw.Draw(dist)
-    dmask = Image.new("L", (w, h), 0)
-    dm = ImageDraw.Draw(dmask)
-    for _ in range(int(rng.integers(1, 5))):
-        x, y = rng.uniform(0, w), rng.uniform(0, h)
-        sx, sy = rng.uniform(8, 0.25 * w), rng.uniform(8, 0.25 * h)
-        col = tuple(int(c) for c in (rng.integers(20, 235, 3)))
-        shape = [x, y, x + sx, y + sy]
-        if rng.random() < 0.5:
-            dd.rectangle(shape, fill=col)
-            dm.rectangle(shape, fill=1)
-        else:
-            dd.ellipse(shape, fill=col)
-            dm.ellipse(shape, fill=1)
-    dmask_a = np.asarray(dmask, bool)
-    img = np.where(dmask_a[None], np.asarray(dist).transpose(2, 0, 1).astype(np.float32), img)
-
-    hand = Image.new("L", (w, h), 0)
-    hd = ImageDraw.Draw(hand)
-    n_hands = int(rng.integers(1, 3))
-    s = min(h, w)
-    for _ in range(n_hands):
-        cx, cy = rng.uniform(0.25, 0.75) * w, rng.uniform(0.3, 0.8) * h
-        pr = rng.uniform(0.08, 0.14) * s  # palm radius
-        ang = rng.uniform(0, 2 * np.pi)
-        # palm as ellipse approximated by a polygon (rotated)
-        t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
-        ex, ey = pr * np.cos(t), pr * 1.2 * np.sin(t)
-        ca, sa = np.cos(ang), np.sin(ang)
-        hd.polygon([(cx + ca * a - sa * b, cy + sa * a + ca * b) for a, b in zip(ex, ey)], fill=1)
-        # wrist / forearm
-        _capsule(
-            hd,
-            (cx, cy),
-            (cx + np.cos(ang + np.pi / 2) * 3 * pr, cy + np.sin(ang + np.pi / 2) * 3 * pr),
-            1.4 * pr,
-            1,
-        )
-        n_f = int(rng.integers(4, 6))
-        for k in range(n_f):
-            fa = ang - np.pi / 2 + (k - (n_f - 1) / 2) * rng.uniform(0.25, 0.4)
-            base = (cx + np.cos(fa) * pr, cy + np.sin(fa) * pr * 1.1)
-            ln = pr * rng.uniform(0.9, 1.5) * (0.7 if k in (0, n_f - 1) else 1.0)
-            tip = (base[0] + np.cos(fa) * ln, base[1] + np.sin(fa) * ln)
-            _capsule(hd, base, tip, pr * rng.uniform(0.4, 0.5), 1)
-    mask = np.asarray(hand) > 0
-    red = rng.uniform(120, 245)
-    green = red * rng.uniform(0.6, 0.8)
-    skin = np.array([red, green, green * rng.uniform(0.7, 0.9)], np.float32)
-    shade = 0.75 + 0.35 * smooth_noise(rng, (h, w), cell=24)
-    yy = np.linspace(0.9, 1.1, h, dtype=np.float32)[:, None]
-    img = np.where(mask[None], skin[:, None, None] * shade[None] * yy[None], img)
-    img = img + rng.normal(0, 5.0, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8), mask.astype(np.uint8)
-
-
 def make_synthetic_hands(
     out_dir: str | Path, n: int = 16, size: tuple[int, int] = (256, 256), seed: int = 0
 ) -> list[dict[str, str]]:
@@ -168,7 +74,7 @@ def make_synthetic_hands(
     for i in range(n):
         img, mask = synthetic_hand_image(size, seed=seed * 100003 + i)
         ip, mp = out / "images" / f"hand_{i:04d}.png", out / "masks" / f"hand_{i:04d}.png"
-        Image.fromarray(img.transpose(1, 2, 0)).save(ip)
+        Image.fromarray(img).save(ip)
         Image.fromarray(mask * 255).save(mp)
         items.append({"image": str(ip), "label": str(mp)})
     return items

@@ -23,7 +23,7 @@ def test_inference_output_size_equals_input(tmp_path):
     inp.mkdir()
     for i, (h, w) in enumerate([(72, 100), (130, 50)]):
         img, _ = synthetic_hand_image((h, w), seed=i)
-        Image.fromarray(img.transpose(1, 2, 0)).save(inp / f"hand{i}.png")
+        Image.fromarray(img).save(inp / f"hand{i}.png")
     Image.fromarray(np.zeros((40, 60), np.uint8)).convert("RGB").save(inp / "gray.jpg")
     torch.manual_seed(0)
     net = build_network("dru", spatial_dims=2, in_channels=3, out_channels=2, level=4, steps=3)
