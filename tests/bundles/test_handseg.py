@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from monai.bundle import run
 from PIL import Image
@@ -75,3 +76,26 @@ def test_train_synthetic_then_evaluate_folder(tmp_path):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert len(metrics["images"]) == 4
     assert 0.0 <= metrics["metrics"]["val_mIoU"] <= 1.0
+
+
+def test_hand_dataset_option_selects_a_published_layout(tmp_path):
+    from monai.bundle import ConfigParser
+
+    for i in range(10):
+        img, mask = synthetic_hand_image((24, 32), seed=i)
+        for sub, arr, ext in (("images_resized", img, "jpg"), ("masks", mask * 255, "png")):
+            (tmp_path / "hof" / sub).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(tmp_path / "hof" / sub / f"{i}.{ext}")
+    parser = ConfigParser()
+    parser.read_config([str(BASE / "train_base.json"), str(BUNDLE / "configs" / "train.json")])
+    parser.update({"bundle_root": str(BUNDLE), "dataset_dir": str(tmp_path / "hof"), "hand_dataset": "hof"})
+    assert len(parser.get_parsed_content("train_datalist")) == 9
+    assert len(parser.get_parsed_content("val_datalist")) == 1
+    parser = ConfigParser()
+    parser.read_config([str(BASE / "train_base.json"), str(BUNDLE / "configs" / "train.json")])
+    parser.update(
+        {"bundle_root": str(BUNDLE), "dataset_dir": str(tmp_path / "missing"), "hand_dataset": "eyth"}
+    )
+    with pytest.raises(Exception) as err:  # the config parser wraps the datalist's error
+        parser.get_parsed_content("train_datalist")
+    assert isinstance(err.value.__cause__, FileNotFoundError) and "missing" in str(err.value.__cause__)
