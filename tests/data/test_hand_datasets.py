@@ -116,3 +116,25 @@ def test_real_hands_folder():
     if not REAL_HANDS.is_dir():
         pytest.skip(f"{REAL_HANDS} not present")
     assert len(hand_dataset_datalist("folder", REAL_HANDS)) == 80
+
+
+@pytest.mark.parametrize("size", [(256, 256), (72, 100), (130, 50)])
+def test_synthetic_hand_image_contract(size):
+    img, mask = synthetic_hand_image(size, seed=7)
+    assert img.shape == (*size, 3) and img.dtype == np.uint8
+    assert mask.shape == size and set(np.unique(mask)) == {0, 1}
+    again, mask_again = synthetic_hand_image(size, seed=7)
+    np.testing.assert_array_equal(img, again)
+    np.testing.assert_array_equal(mask, mask_again)
+    assert not np.array_equal(synthetic_hand_image(size, seed=8)[1], mask)
+
+
+def test_synthetic_hands_vary_skin_and_cover_the_border():
+    """Over many seeds: hand pixels span dark to light skin, and arms reach the image border."""
+    brightness, touches_border = [], []
+    for seed in range(40):
+        img, mask = synthetic_hand_image((96, 96), seed=seed)
+        brightness.append(img[mask > 0].mean())
+        touches_border.append(bool(mask[-1].any() or mask[0].any() or mask[:, 0].any() or mask[:, -1].any()))
+    assert min(brightness) < 70 and max(brightness) > 170
+    assert np.mean(touches_border) > 0.5
