@@ -304,7 +304,9 @@ def _shade_skin(rng: np.random.Generator, mask: np.ndarray, skin: np.ndarray, s:
     norm = np.hypot(gx, gy) + 1e-3
     la = rng.uniform(0, 2 * np.pi)
     facing = -(gx * np.cos(la) + gy * np.sin(la)) / norm * np.clip(norm * 0.06 * s, 0, 1)  # in [-1, 1]
-    rim = 0.6 + 0.4 * np.clip(ndimage.distance_transform_edt(mask) / (0.02 * s), 0, 1)  # darker at the outline
+    rim = 0.6 + 0.4 * np.clip(
+        ndimage.distance_transform_edt(mask) / (0.02 * s), 0, 1
+    )  # darker at the outline
     diffuse = rim * (1.0 + rng.uniform(0.1, 0.35) * facing)
     tex = 0.9 + 0.2 * smooth_noise(rng, (h, w), cell=int(rng.integers(4, 16)))
     out = skin[None, None] * (diffuse * tex)[..., None]
