@@ -14,7 +14,17 @@ from monai_rurnet.data.geotiff import (
     write_georeferenced_tile,
     write_geotiff,
 )
-from monai_rurnet.data.hands import hand_folder_datalist, make_synthetic_hands, synthetic_hand_image
+from monai_rurnet.data.hands import (
+    HAND_DATASETS,
+    egohands_datalist,
+    eyth_datalist,
+    gtea_datalist,
+    hand_dataset_datalist,
+    hand_folder_datalist,
+    hof_datalist,
+    kbh_datalist,
+    make_synthetic_hands,
+)
 from monai_rurnet.data.retina import (
     chase_datalist,
     drive_datalist,
@@ -23,7 +33,7 @@ from monai_rurnet.data.retina import (
     stare_datalist,
 )
 from monai_rurnet.data.roads import MarkVoidd, massroads_datalist, void_mask
-from monai_rurnet.data.synthetic import synthetic_roads, synthetic_vessel_image
+from monai_rurnet.data.synthetic import synthetic_hand_image, synthetic_roads, synthetic_vessel_image
 from monai_rurnet.data.transforms import (
     Binarized,
     EncodeIgnored,
@@ -36,6 +46,7 @@ from monai_rurnet.data.transforms import (
 )
 
 __all__ = [
+    "HAND_DATASETS",
     "MASSROADS_CRS",
     "Binarized",
     "EncodeIgnored",
@@ -48,11 +59,17 @@ __all__ = [
     "drive_datalist",
     "fov_diameter",
     "fov_mask_from_image",
+    "egohands_datalist",
+    "eyth_datalist",
     "geotransform_to_affine",
+    "gtea_datalist",
+    "hand_dataset_datalist",
     "hand_folder_datalist",
     "hands_infer_transforms",
     "hands_train_transforms",
+    "hof_datalist",
     "iter_windows",
+    "kbh_datalist",
     "load_transforms",
     "make_synthetic_hands",
     "massroads_datalist",

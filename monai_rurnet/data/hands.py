@@ -1,29 +1,53 @@
-"""Hand segmentation datalist (``images/`` + ``masks/`` by stem) and a synthetic hand generator.
+"""Hand segmentation datalists: ``images/`` + ``masks/`` folders and the paper's datasets in their published layouts.
 
-Arranging the paper's datasets into ``root/images`` + ``root/masks`` (same file stem, any of
-png/jpg/jpeg/bmp/tif; mask > 0 means hand, e.g. 255):
+``hand_dataset_datalist(name, root)`` reads one of :data:`HAND_DATASETS` (where each comes from and under which
+terms: ``bundles/handseg/docs/README.md``):
 
-- **EYTH** (EgoYouTubeHands): ``images/<vid>/*.jpg`` and ``masks/<vid>/*.png`` -> flatten each video
-  folder, prefixing the stem with the video name (``vid1_frame0001``).
-- **HOF** (HandOverFace): ``images/*.jpg`` + ``masks/*.png`` already match by stem.
-- **GTEA**: ``Images/*.jpg`` + ``Masks/*.png`` (hand masks of GTEA/GTEA-gaze) -> rename the folders.
-- **EgoHands**: masks are polygons in ``metadata.mat``; rasterise all hand polygons of a frame into one
-  binary mask ``masks/<video>_<frame>.png`` next to ``images/<video>_<frame>.jpg``.
-- **KBH** (Keyboard Hands): RGB frames and label images; binarise labels (> 0) into ``masks/``.
+- ``folder``: ``root/images/<stem>.*`` + ``root/masks/<stem>.*`` (mask > 0 = hand), or several such subsets
+  ``root/<subset>/images`` + ``root/<subset>/masks``.
+- ``eyth`` (EgoYouTubeHands): ``images/<video>/<frame>.jpg`` + ``masks/<video>/<frame>.png``; with ``split``, the
+  frames listed in ``train-val-test-split/<split>.txt`` (``<video>/<frame>`` per line).
+- ``hof`` (HandOverFace): ``images_resized/<n>.jpg`` + ``masks/<n>.png`` (the masks match the resized images).
+- ``gtea`` (GTEA hand masks, ``hand2K_dataset/GTEA``): ``Images/<stem>.jpg`` + ``Masks/<stem>.png``.
+- ``egohands``: ``_LABELLED_SAMPLES/<VIDEO>/frame_<n>.jpg`` with the hand polygons of the video in
+  ``_LABELLED_SAMPLES/<VIDEO>/polygons.mat`` (one entry per frame, in frame order; fields ``myleft``, ``myright``,
+  ``yourleft``, ``yourright``, each ``(N, 2)`` x/y points); the polygons are rasterised once into
+  ``mask_dir/<VIDEO>_frame_<n>.png``.
+- ``kbh`` (Keyboard Hands): ``data_split_by_seq/**/<name>_halfres.jpg`` + ``<name>_mask.png`` beside it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from monai_rurnet.data.synthetic import smooth_noise
+from monai_rurnet.data.synthetic import synthetic_hand_image
+from monai_rurnet.utils import atomic_write
 
-__all__ = ["hand_folder_datalist", "make_synthetic_hands", "synthetic_hand_image", "HAND_SUFFIXES"]
+__all__ = [
+    "HAND_DATASETS",
+    "HAND_SUFFIXES",
+    "egohands_datalist",
+    "eyth_datalist",
+    "gtea_datalist",
+    "hand_dataset_datalist",
+    "hand_folder_datalist",
+    "hof_datalist",
+    "kbh_datalist",
+    "make_synthetic_hands",
+]
 
 HAND_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+EGOHANDS_FIELDS = ("myleft", "myright", "yourleft", "yourright")
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: {what} folder not found")
+    return path
 
 
 def _stems(folder: Path) -> dict[str, Path]:
@@ -43,9 +67,7 @@ def hand_folder_datalist(root: str | Path, require_masks: bool = True) -> list[d
     then ``label`` is omitted).
     """
     root = Path(root)
-    img_dir, mask_dir = root / "images", root / "masks"
-    if not img_dir.is_dir():
-        raise FileNotFoundError(f"{img_dir}: hand images folder not found")
+    img_dir, mask_dir = _require_dir(root / "images", "hand images"), root / "masks"
     images = _stems(img_dir)
     if not images:
         raise FileNotFoundError(f"{img_dir}: no images ({'/'.join(HAND_SUFFIXES)}) found")
@@ -61,97 +83,153 @@ def hand_folder_datalist(root: str | Path, require_masks: bool = True) -> list[d
     return out
 
 
-def _capsule(draw: ImageDraw.ImageDraw, p0, p1, width: float, fill) -> None:
-    draw.line([p0, p1], fill=fill, width=int(width))
-    r = width / 2.0
-    for x, y in (p0, p1):
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=fill)
+def _nested_folder_datalist(root: str | Path) -> list[dict[str, str]]:
+    """``root/images`` + ``root/masks``, or every ``root/<subset>/{images,masks}`` in name order."""
+    root = _require_dir(Path(root), "hand dataset")
+    if (root / "images").is_dir():
+        return hand_folder_datalist(root)
+    subsets = sorted(p.parent for p in root.glob("*/images") if p.is_dir())
+    if not subsets:
+        raise FileNotFoundError(f"{root}: neither images/ nor <subset>/images/ found")
+    return [d for s in subsets for d in hand_folder_datalist(s)]
 
 
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    kind = rng.integers(0, 3)
-    base = rng.uniform(30, 220, 3).astype(np.float32)
-    if kind == 0:  # noise texture
-        t = smooth_noise(rng, (h, w), cell=int(rng.integers(4, 40)))
-        other = rng.uniform(30, 220, 3).astype(np.float32)
-        img = base[:, None, None] * (1 - t) + other[:, None, None] * t
-    elif kind == 1:  # stripes
-        yy, xx = np.mgrid[:h, :w]
-        ang, period = rng.uniform(0, np.pi), rng.uniform(8, 40)
-        s = 0.5 + 0.5 * np.sin((xx * np.cos(ang) + yy * np.sin(ang)) * 2 * np.pi / period)
-        other = rng.uniform(30, 220, 3).astype(np.float32)
-        img = base[:, None, None] * (1 - s) + other[:, None, None] * s
-    else:  # colour blobs
-        canvas = Image.new("RGB", (w, h), tuple(int(c) for c in base))
-        d = ImageDraw.Draw(canvas)
-        for _ in range(int(rng.integers(5, 15))):
-            x, y, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(10, 0.3 * max(h, w))
-            d.ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(c) for c in rng.integers(20, 235, 3)))
-        img = np.asarray(canvas).transpose(2, 0, 1).astype(np.float32)
-    return img
+def _pairs(images: list[Path], mask_of: Callable[[Path], Path]) -> list[dict[str, str]]:
+    if not images:
+        raise FileNotFoundError("no hand images found")
+    out = []
+    for p in images:
+        m = mask_of(p)
+        if not m.is_file():
+            raise FileNotFoundError(f"{p}: its mask {m} is missing")
+        out.append({"image": str(p), "label": str(m)})
+    return out
 
 
-def synthetic_hand_image(size: tuple[int, int] = (256, 256), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """One synthetic hand image: ``image`` uint8 ``(3, H, W)`` and ``mask`` uint8 ``(H, W)`` in {0, 1}."""
-    rng = np.random.default_rng(seed)
-    h, w = size
-    img = _background(rng, h, w)
-    # distractors: rectangles / ellipses, sometimes skin-ish but not hand-shaped
-    dist = Image.new("RGB", (w, h), 0)
-    dd = ImageDraw.Draw(dist)
-    dmask = Image.new("L", (w, h), 0)
-    dm = ImageDraw.Draw(dmask)
-    for _ in range(int(rng.integers(1, 5))):
-        x, y = rng.uniform(0, w), rng.uniform(0, h)
-        sx, sy = rng.uniform(8, 0.25 * w), rng.uniform(8, 0.25 * h)
-        col = tuple(int(c) for c in (rng.integers(20, 235, 3)))
-        shape = [x, y, x + sx, y + sy]
-        if rng.random() < 0.5:
-            dd.rectangle(shape, fill=col)
-            dm.rectangle(shape, fill=1)
-        else:
-            dd.ellipse(shape, fill=col)
-            dm.ellipse(shape, fill=1)
-    dmask_a = np.asarray(dmask, bool)
-    img = np.where(dmask_a[None], np.asarray(dist).transpose(2, 0, 1).astype(np.float32), img)
+def _images(folder: Path, pattern: str) -> list[Path]:
+    found = sorted(p for p in folder.glob(pattern) if p.suffix.lower() in HAND_SUFFIXES)
+    if not found:
+        raise FileNotFoundError(f"{folder}: no images matching {pattern!r}")
+    return found
 
-    hand = Image.new("L", (w, h), 0)
-    hd = ImageDraw.Draw(hand)
-    n_hands = int(rng.integers(1, 3))
-    s = min(h, w)
-    for _ in range(n_hands):
-        cx, cy = rng.uniform(0.25, 0.75) * w, rng.uniform(0.3, 0.8) * h
-        pr = rng.uniform(0.08, 0.14) * s  # palm radius
-        ang = rng.uniform(0, 2 * np.pi)
-        # palm as ellipse approximated by a polygon (rotated)
-        t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
-        ex, ey = pr * np.cos(t), pr * 1.2 * np.sin(t)
-        ca, sa = np.cos(ang), np.sin(ang)
-        hd.polygon([(cx + ca * a - sa * b, cy + sa * a + ca * b) for a, b in zip(ex, ey)], fill=1)
-        # wrist / forearm
-        _capsule(
-            hd,
-            (cx, cy),
-            (cx + np.cos(ang + np.pi / 2) * 3 * pr, cy + np.sin(ang + np.pi / 2) * 3 * pr),
-            1.4 * pr,
-            1,
-        )
-        n_f = int(rng.integers(4, 6))
-        for k in range(n_f):
-            fa = ang - np.pi / 2 + (k - (n_f - 1) / 2) * rng.uniform(0.25, 0.4)
-            base = (cx + np.cos(fa) * pr, cy + np.sin(fa) * pr * 1.1)
-            ln = pr * rng.uniform(0.9, 1.5) * (0.7 if k in (0, n_f - 1) else 1.0)
-            tip = (base[0] + np.cos(fa) * ln, base[1] + np.sin(fa) * ln)
-            _capsule(hd, base, tip, pr * rng.uniform(0.4, 0.5), 1)
-    mask = np.asarray(hand) > 0
-    red = rng.uniform(120, 245)
-    green = red * rng.uniform(0.6, 0.8)
-    skin = np.array([red, green, green * rng.uniform(0.7, 0.9)], np.float32)
-    shade = 0.75 + 0.35 * smooth_noise(rng, (h, w), cell=24)
-    yy = np.linspace(0.9, 1.1, h, dtype=np.float32)[:, None]
-    img = np.where(mask[None], skin[:, None, None] * shade[None] * yy[None], img)
-    img = img + rng.normal(0, 5.0, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8), mask.astype(np.uint8)
+
+def eyth_datalist(root: str | Path, split: str | None = None) -> list[dict[str, str]]:
+    """EgoYouTubeHands: ``images/<video>/<frame>.jpg`` + ``masks/<video>/<frame>.png``; ``split`` in train/val/test."""
+    root = Path(root)
+    img_dir, mask_dir = (
+        _require_dir(root / "images", "EYTH images"),
+        _require_dir(root / "masks", "EYTH masks"),
+    )
+    if split is None:
+        images = _images(img_dir, "*/*")
+    else:
+        listing = root / "train-val-test-split" / f"{split}.txt"
+        if not listing.is_file():
+            raise FileNotFoundError(f"{listing}: EYTH split list not found")
+        names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        images = [img_dir / Path(n).with_suffix(".jpg") for n in names]
+        for p in images:
+            if not p.is_file():
+                raise FileNotFoundError(f"{p}: listed in {listing} but missing")
+    return _pairs(images, lambda p: (mask_dir / p.relative_to(img_dir)).with_suffix(".png"))
+
+
+def hof_datalist(root: str | Path) -> list[dict[str, str]]:
+    """HandOverFace: ``images_resized/<n>.jpg`` + ``masks/<n>.png``."""
+    root = Path(root)
+    img_dir = _require_dir(root / "images_resized", "HOF images_resized")
+    mask_dir = _require_dir(root / "masks", "HOF masks")
+    return _pairs(_images(img_dir, "*"), lambda p: mask_dir / f"{p.stem}.png")
+
+
+def gtea_datalist(root: str | Path) -> list[dict[str, str]]:
+    """GTEA hand masks: ``Images/<stem>.jpg`` + ``Masks/<stem>.png``."""
+    root = Path(root)
+    img_dir, mask_dir = (
+        _require_dir(root / "Images", "GTEA Images"),
+        _require_dir(root / "Masks", "GTEA Masks"),
+    )
+    return _pairs(_images(img_dir, "*"), lambda p: mask_dir / f"{p.stem}.png")
+
+
+def kbh_datalist(root: str | Path) -> list[dict[str, str]]:
+    """Keyboard Hands: ``data_split_by_seq/**/<name>_halfres.jpg`` + ``<name>_mask.png`` in the same folder."""
+    seq_dir = _require_dir(Path(root) / "data_split_by_seq", "KBH data_split_by_seq")
+    images = _images(seq_dir, "**/*_halfres.jpg")
+    return _pairs(images, lambda p: p.with_name(p.name[: -len("_halfres.jpg")] + "_mask.png"))
+
+
+def _polygon_mask(size: tuple[int, int], polygons: list[np.ndarray]) -> np.ndarray:
+    """Rasterise ``(N, 2)`` x/y polygons (fewer than 3 points are skipped) into a uint8 ``(H, W)`` 0/255 mask."""
+    canvas = Image.new("L", (size[1], size[0]), 0)
+    draw = ImageDraw.Draw(canvas)
+    for poly in polygons:
+        pts = np.asarray(poly, dtype=np.float64).reshape(-1, 2) if np.size(poly) else np.zeros((0, 2))
+        if len(pts) >= 3:
+            draw.polygon([tuple(p) for p in pts], fill=255)
+    return np.asarray(canvas)
+
+
+def egohands_datalist(root: str | Path, mask_dir: str | Path) -> list[dict[str, str]]:
+    """EgoHands: ``_LABELLED_SAMPLES/<VIDEO>/frame_*.jpg`` + ``polygons.mat``, masks written to ``mask_dir``.
+
+    A mask already in ``mask_dir`` is reused; a video whose ``polygons.mat`` lists a different number of frames
+    than its folder holds raises ``ValueError`` naming the file.
+    """
+    from scipy.io import loadmat
+
+    samples = _require_dir(Path(root) / "_LABELLED_SAMPLES", "EgoHands _LABELLED_SAMPLES")
+    mask_dir = Path(mask_dir)
+    videos = sorted(p for p in samples.iterdir() if p.is_dir())
+    if not videos:
+        raise FileNotFoundError(f"{samples}: no video folders")
+    out = []
+    for video in videos:
+        frames = _images(video, "frame_*.jpg")
+        mat = video / "polygons.mat"
+        if not mat.is_file():
+            raise FileNotFoundError(f"{mat}: EgoHands polygons not found")
+        table = loadmat(str(mat))["polygons"].reshape(-1)
+        if len(table) != len(frames):
+            raise ValueError(f"{mat}: {len(table)} polygon entries for {len(frames)} frames in {video}")
+        for frame, entry in zip(frames, table):
+            target = mask_dir / f"{video.name}_{frame.stem}.png"
+            if not target.is_file():
+                with Image.open(frame) as im:
+                    size = (im.height, im.width)
+                mask = _polygon_mask(size, [entry[f] for f in EGOHANDS_FIELDS if f in entry.dtype.names])
+                atomic_write(target, lambda tmp, m=mask: Image.fromarray(m).save(tmp, format="PNG"))
+            out.append({"image": str(frame), "label": str(target)})
+    return out
+
+
+HAND_DATASETS: dict[str, Callable[..., list[dict[str, str]]]] = {
+    "folder": _nested_folder_datalist,
+    "eyth": eyth_datalist,
+    "hof": hof_datalist,
+    "gtea": gtea_datalist,
+    "egohands": egohands_datalist,
+    "kbh": kbh_datalist,
+}
+
+
+def hand_dataset_datalist(
+    name: str, root: str | Path | None, mask_dir: str | Path | None = None
+) -> list[dict[str, str]]:
+    """Datalist ``[{"image", "label"}]`` of the hand dataset ``name`` (a key of :data:`HAND_DATASETS`) at ``root``.
+
+    ``mask_dir`` is where EgoHands masks are written (default ``<root>/masks_from_polygons``). ``root=None`` gives
+    an empty list (the bundle then trains on synthetic hands).
+    """
+    if root is None:
+        return []
+    key = str(name).lower()
+    if key not in HAND_DATASETS:
+        raise ValueError(f"hand_dataset {name!r} is not one of {sorted(HAND_DATASETS)}")
+    root = _require_dir(Path(root), f"{key} dataset")
+    if key == "egohands":
+        return egohands_datalist(root, mask_dir or root / "masks_from_polygons")
+    return HAND_DATASETS[key](root)
 
 
 def make_synthetic_hands(
@@ -159,7 +237,7 @@ def make_synthetic_hands(
 ) -> list[dict[str, str]]:
     """Write ``n`` synthetic pairs ``out_dir/images/hand_XXXX.png`` + ``out_dir/masks/hand_XXXX.png`` (mask 255).
 
-    Returns the datalist ``[{"image", "label"}]``; deterministic for a given ``seed``.
+    Image ``i`` uses generator seed ``seed * 100003 + i``. Returns the datalist ``[{"image", "label"}]``.
     """
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -168,7 +246,7 @@ def make_synthetic_hands(
     for i in range(n):
         img, mask = synthetic_hand_image(size, seed=seed * 100003 + i)
         ip, mp = out / "images" / f"hand_{i:04d}.png", out / "masks" / f"hand_{i:04d}.png"
-        Image.fromarray(img.transpose(1, 2, 0)).save(ip)
+        Image.fromarray(img).save(ip)
         Image.fromarray(mask * 255).save(mp)
         items.append({"image": str(ip), "label": str(mp)})
     return items

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from monai.bundle import run
 from PIL import Image
@@ -23,7 +24,7 @@ def test_inference_output_size_equals_input(tmp_path):
     inp.mkdir()
     for i, (h, w) in enumerate([(72, 100), (130, 50)]):
         img, _ = synthetic_hand_image((h, w), seed=i)
-        Image.fromarray(img.transpose(1, 2, 0)).save(inp / f"hand{i}.png")
+        Image.fromarray(img).save(inp / f"hand{i}.png")
     Image.fromarray(np.zeros((40, 60), np.uint8)).convert("RGB").save(inp / "gray.jpg")
     torch.manual_seed(0)
     net = build_network("dru", spatial_dims=2, in_channels=3, out_channels=2, level=4, steps=3)
@@ -86,3 +87,36 @@ def test_train_synthetic_then_evaluate_folder(tmp_path, capsys):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert len(metrics["images"]) == 4
     assert 0.0 <= metrics["metrics"]["val_mIoU"] <= 1.0
+
+
+def test_hand_dataset_option_selects_a_published_layout(tmp_path):
+    from monai.bundle import ConfigParser
+
+    for i in range(10):
+        img, mask = synthetic_hand_image((24, 32), seed=i)
+        for sub, arr, ext in (("images_resized", img, "jpg"), ("masks", mask * 255, "png")):
+            (tmp_path / "hof" / sub).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(tmp_path / "hof" / sub / f"{i}.{ext}")
+    parser = ConfigParser()
+    parser.read_config([str(BASE / "train_base.json"), str(BUNDLE / "configs" / "train.json")])
+    parser.update({"bundle_root": str(BUNDLE), "dataset_dir": str(tmp_path / "hof"), "hand_dataset": "hof"})
+    assert len(parser.get_parsed_content("train_datalist")) == 9
+    assert len(parser.get_parsed_content("val_datalist")) == 1
+    parser = ConfigParser()
+    parser.read_config([str(BASE / "train_base.json"), str(BUNDLE / "configs" / "train.json")])
+    parser.update(
+        {"bundle_root": str(BUNDLE), "dataset_dir": str(tmp_path / "missing"), "hand_dataset": "eyth"}
+    )
+    with pytest.raises(Exception) as err:  # the config parser wraps the datalist's error
+        parser.get_parsed_content("train_datalist")
+    assert isinstance(err.value.__cause__, FileNotFoundError) and "missing" in str(err.value.__cause__)
+
+
+SAMPLE_SEEDS = {"synthetic_hand_1": 2_000_000, "synthetic_hand_2": 2_000_009}  # never used in training
+
+
+def test_samples_are_generator_images():
+    """The bundle's samples are ``synthetic_hand_image((256, 256), seed)`` at the seeds the docs name."""
+    for stem, seed in SAMPLE_SEEDS.items():
+        img, _ = synthetic_hand_image((256, 256), seed=seed)
+        np.testing.assert_array_equal(np.asarray(Image.open(BUNDLE / "sample_data" / f"{stem}.png")), img)
