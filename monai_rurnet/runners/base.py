@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 class ImageFolderDataset(Dataset):
     """The images of ``folder`` as ``{"image": path}`` items, through ``transform``.
 
-    The folder is listed on first use (so a bundle config builds it without touching the disk) and the list is
-    kept (:func:`~monai_rurnet.data.files.scan_inputs`). ``data`` is the list of untransformed items; ``refused``
+    The folder is listed on first use (so a bundle config builds it without touching the disk) and again by
+    :meth:`refresh`, which every runner's ``run()`` calls (:func:`~monai_rurnet.data.files.scan_inputs`). ``data`` is the list of untransformed items; ``refused``
     maps the files that cannot be used (broken links, two files sharing a stem) to the reason, so that a runner
     reports them by name instead of dropping them.
     """
@@ -53,6 +53,10 @@ class ImageFolderDataset(Dataset):
         self.transform = transform
         self._data: list[dict[str, str]] | None = None
         self._refused: dict[Path, str] = {}
+
+    def refresh(self) -> None:
+        """List the folder again (a runner kept in memory, e.g. by MONAI Label, sees new files)."""
+        self._scan()
 
     def _scan(self) -> None:
         scan = scan_inputs(self.folder, self.suffixes)
@@ -175,6 +179,8 @@ class SegmentationRunner:
         over every rank under torchrun."""
         if self.reuse_memory:
             reuse_freed_memory()
+        if hasattr(self.dataset, "refresh"):
+            self.dataset.refresh()
         distributed = init_distributed_from_env()
         rank, world = rank_and_world()
         n_part = len(
