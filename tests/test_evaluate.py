@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from scipy import ndimage, stats
 
+from monai_rurnet.errors import root_cause
 from monai_rurnet.evaluate import EvaluationError, evaluate_folders, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -457,15 +458,6 @@ def _bundle_evaluation(dataset_dir: Path, out_dir: Path, pred_dir: Path | None =
     return json.loads((out_dir / "metrics.json").read_text())["metrics"]
 
 
-def _messages(error: BaseException) -> str:
-    """The messages of an exception and of its causes (MONAI wraps errors raised while building components)."""
-    out = []
-    while error is not None:
-        out.append(str(error))
-        error = error.__cause__ or error.__context__
-    return " | ".join(out)
-
-
 @pytest.mark.slow
 def test_cli_reproduces_the_bundle_evaluation(tmp_path):
     data = _fake_drive(tmp_path / "DRIVE")
@@ -505,8 +497,8 @@ def test_bundle_evaluation_reads_01_labels_and_refuses_bad_ones(tmp_path):
     _png(lab, arr)
     with pytest.raises(Exception) as err:
         _bundle_evaluation(grey, tmp_path / "ec")
-    assert re.search(r"38_manual1\.gif.*not binary", _messages(err.value))
+    assert re.search(r"38_manual1\.gif.*not binary", str(root_cause(err.value)))
     with pytest.raises(Exception) as err:
         _bundle_evaluation(_fake_drive(tmp_path / "d", empty_mask=True), tmp_path / "ed")
-    assert re.search(r"_training_mask\.gif.*empty", _messages(err.value))
+    assert re.search(r"_training_mask\.gif.*empty", str(root_cause(err.value)))
     assert not (tmp_path / "ed" / "metrics.json").exists()

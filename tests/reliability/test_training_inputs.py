@@ -11,6 +11,7 @@ from monai.bundle import ConfigParser
 from PIL import Image
 
 from monai_rurnet.data import synthetic_vessel_image
+from monai_rurnet.errors import root_cause
 
 ROOT = Path(__file__).resolve().parents[2]
 RETINA = ROOT / "bundles" / "retina_drive"
@@ -47,14 +48,6 @@ def _case(tmp_path: Path, label_scale: int = 255, grey: bool = False, empty_mask
     }
 
 
-def _messages(error: BaseException) -> str:
-    out = []
-    while error is not None:
-        out.append(str(error))
-        error = error.__cause__ or error.__context__
-    return " | ".join(out)
-
-
 @pytest.mark.parametrize("chain", ["train#preprocessing", "validate#preprocessing"])
 def test_01_labels_read_like_0255_labels(tmp_path, chain):
     pre = _parser().get_parsed_content(chain)
@@ -71,14 +64,14 @@ def test_grey_label_refused_by_name(tmp_path, chain):
     pre = _parser().get_parsed_content(chain)
     with pytest.raises(Exception) as err:
         pre(_case(tmp_path, grey=True))
-    assert "21_manual1.gif" in _messages(err.value) and "not binary" in _messages(err.value)
+    assert "21_manual1.gif" in str(root_cause(err.value)) and "not binary" in str(root_cause(err.value))
 
 
 def test_empty_fov_mask_refused_in_evaluation(tmp_path):
     pre = _parser().get_parsed_content("validate#preprocessing")
     with pytest.raises(Exception) as err:
         pre(_case(tmp_path, empty_mask=True))
-    assert "21_training_mask.gif" in _messages(err.value) and "empty" in _messages(err.value)
+    assert "21_training_mask.gif" in str(root_cause(err.value)) and "empty" in str(root_cause(err.value))
 
 
 @pytest.mark.parametrize("bundle", ["retina_drive", "massroads"])
@@ -95,5 +88,5 @@ def test_missing_dataset_folder_named_with_what_to_do(tmp_path, bundle):
     parser.update({"bundle_root": str(b), "dataset_dir": str(tmp_path / "nope")})
     with pytest.raises(Exception) as err:
         parser.get_parsed_content("train_datalist")
-    msg = _messages(err.value)
+    msg = str(root_cause(err.value))
     assert str(tmp_path / "nope") in msg and "--dataset_dir" in msg
