@@ -348,3 +348,32 @@ def test_raster_progress_per_window(roads_net, tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "r.tif" in err and "window" in err and "9/9" in err
+
+
+# --- the hand bundle's own inference command ------------------------------------------------------------------
+
+
+def test_handseg_bundle_names_bad_inputs_and_segments_the_good_one(tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    _good(src)
+    (src / "cut.png").write_bytes((src / "good.png").read_bytes()[:100])
+    Image.fromarray(_rgb(seed=5)).save(src / "pair.png")
+    Image.fromarray(_rgb(seed=6)).save(src / "pair.jpg")
+    bundle = ROOT / "bundles" / "handseg"
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser.update(
+        {
+            "bundle_root": str(bundle),
+            "dataset_dir": str(src),
+            "output_dir": str(out),
+            "progress": "no",
+            "device": "cpu",
+        }
+    )
+    with pytest.raises(SystemExit) as exit_:
+        parser.get_parsed_content("evaluator").run()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1
+    assert "cut.png" in err and err.count("pair.png, pair.jpg") + err.count("pair.jpg, pair.png") == 2
+    assert sorted(p.name for p in out.iterdir()) == ["good_overlay.png", "good_prob.png", "good_seg.png"]
