@@ -226,7 +226,13 @@ def hand_dataset_datalist(
     key = str(name).lower()
     if key not in HAND_DATASETS:
         raise ValueError(f"hand_dataset {name!r} is not one of {sorted(HAND_DATASETS)}")
-    root = _require_dir(Path(root), f"{key} dataset")
+    if not Path(root).is_dir():
+        raise FileNotFoundError(
+            f"{root}: {key} hand dataset folder not found. Pass the dataset's root folder as --dataset_dir, and its "
+            f"layout as --hand_dataset (one of {sorted(HAND_DATASETS)}; 'folder' is images/ + masks/ matched by "
+            "stem); see bundles/handseg/docs/README.md for where each dataset comes from."
+        )
+    root = Path(root)
     if key == "egohands":
         return egohands_datalist(root, mask_dir or root / "masks_from_polygons")
     return HAND_DATASETS[key](root)

@@ -74,7 +74,7 @@ def test_empty_fov_mask_refused_in_evaluation(tmp_path):
     assert "21_training_mask.gif" in str(root_cause(err.value)) and "empty" in str(root_cause(err.value))
 
 
-@pytest.mark.parametrize("bundle", ["retina_drive", "massroads"])
+@pytest.mark.parametrize("bundle", ["retina_drive", "massroads", "handseg"])
 def test_missing_dataset_folder_named_with_what_to_do(tmp_path, bundle):
     parser = ConfigParser()
     b = ROOT / "bundles" / bundle
