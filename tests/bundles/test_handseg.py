@@ -98,12 +98,24 @@ def test_hand_dataset_option_selects_a_published_layout(tmp_path):
             (tmp_path / "hof" / sub).mkdir(parents=True, exist_ok=True)
             Image.fromarray(arr).save(tmp_path / "hof" / sub / f"{i}.{ext}")
     parser = ConfigParser()
-    parser.read_config([str(BASE / "train_base.json"), str(BUNDLE / "configs" / "train.json")])
+    parser.read_config(
+        [
+            str(BUNDLE / "configs" / "inference.json"),
+            str(BASE / "train_base.json"),
+            str(BUNDLE / "configs" / "train.json"),
+        ]
+    )
     parser.update({"bundle_root": str(BUNDLE), "dataset_dir": str(tmp_path / "hof"), "hand_dataset": "hof"})
     assert len(parser.get_parsed_content("train_datalist")) == 9
     assert len(parser.get_parsed_content("val_datalist")) == 1
     parser = ConfigParser()
-    parser.read_config([str(BASE / "train_base.json"), str(BUNDLE / "configs" / "train.json")])
+    parser.read_config(
+        [
+            str(BUNDLE / "configs" / "inference.json"),
+            str(BASE / "train_base.json"),
+            str(BUNDLE / "configs" / "train.json"),
+        ]
+    )
     parser.update(
         {"bundle_root": str(BUNDLE), "dataset_dir": str(tmp_path / "missing"), "hand_dataset": "eyth"}
     )
