@@ -81,7 +81,11 @@ def main() -> None:
 
     parser = ConfigParser()
     parser.read_config(
-        [str(ROOT / "configs/train_base.json"), str(ROOT / "bundles/retina_drive/configs/train.json")]
+        [
+            str(ROOT / "bundles/retina_drive/configs/inference.json"),
+            str(ROOT / "configs/train_base.json"),
+            str(ROOT / "bundles/retina_drive/configs/train.json"),
+        ]
     )
     preprocessing = parser.get_parsed_content("validate#preprocessing")
     ids = args.ids[:1] if args.quick else args.ids
