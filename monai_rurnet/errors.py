@@ -17,7 +17,6 @@ from types import TracebackType
 
 __all__ = ["root_cause", "report_error", "install_bundle_error_hook"]
 
-_TRUE = ("1", "true", "yes", "on")
 
 
 _MONAI_WRAPPERS = ("Failed to instantiate", "Failed to evaluate", "applying transform")
@@ -36,14 +35,24 @@ def root_cause(error: BaseException) -> BaseException:
     return error
 
 
+def _truthy(text: str) -> bool:
+    """``text`` as a boolean with :func:`~monai_rurnet.utils.as_bool`'s spellings; anything else is False."""
+    from monai_rurnet.utils import as_bool  # imported on the error path only (it pulls in torch)
+
+    try:
+        return as_bool(text)
+    except ValueError:
+        return False
+
+
 def _debug_requested(argv: list[str]) -> bool:
-    if os.environ.get("MONAI_RURNET_DEBUG", "").strip().lower() in _TRUE:
+    if _truthy(os.environ.get("MONAI_RURNET_DEBUG", "")):
         return True
     for i, arg in enumerate(argv):
         if arg == "--debug":
-            return i + 1 >= len(argv) or argv[i + 1].strip().lower() in _TRUE
+            return i + 1 >= len(argv) or _truthy(argv[i + 1])
         if arg.startswith("--debug="):
-            return arg.split("=", 1)[1].strip().lower() in _TRUE
+            return _truthy(arg.split("=", 1)[1])
     return False
 
 
