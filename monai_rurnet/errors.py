@@ -18,7 +18,6 @@ from types import TracebackType
 __all__ = ["root_cause", "report_error", "install_bundle_error_hook"]
 
 
-
 _MONAI_WRAPPERS = ("Failed to instantiate", "Failed to evaluate", "applying transform")
 
 
