@@ -258,22 +258,15 @@ def normalize_bands(
     a: np.ndarray,
     mean: Sequence[float],
     std: Sequence[float],
-    path: Any = "raster",
-    scale: float | None = None,
+    path: Any,
+    scale: float,
     valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Band array ``(C, h, w)`` -> float32 ``(a / scale - mean) / std`` per band; pixels not ``valid`` are 0.
 
-    ``scale`` defaults to the integer type's maximum (floats: 1); see :func:`raster_unit_scale`. Values that
-    fall outside [0, 1] after scaling (where valid) raise a ``ValueError`` naming ``path``.
+    ``scale`` is the raster's :func:`raster_unit_scale`. Values that fall outside [0, 1] after scaling (where
+    valid) raise a ``ValueError`` naming ``path``.
     """
-    if scale is None:
-        if np.issubdtype(a.dtype, np.integer):
-            scale = float(np.iinfo(a.dtype).max)
-        elif np.issubdtype(a.dtype, np.floating):
-            scale = 1.0
-        else:
-            raise ValueError(f"{path}: unsupported pixel type {a.dtype}")
     unit = a.astype(np.float32) / np.float32(scale)
     if valid is not None:
         unit = np.where(valid[None], unit, 0.0).astype(np.float32)
