@@ -15,6 +15,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monai_rurnet.data.readers import TIFF_SUFFIXES
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "DEFAULT_MAX_PIXELS",
@@ -28,7 +30,6 @@ __all__ = [
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".ppm", ".gif")
 #: Default pixel limit of the whole-image runners (a 565x584 DRIVE image has 0.33 MP; 9000x9000 = 81 MP).
 DEFAULT_MAX_PIXELS = 40_000_000
-_TIFF = (".tif", ".tiff")
 
 
 @dataclass
@@ -91,7 +92,7 @@ def scan_inputs(folder: str | Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) 
 def image_size(path: str | Path) -> tuple[int, int]:
     """``(width, height)`` of an image from its header, without decoding the pixels."""
     path = Path(path)
-    if path.suffix.lower() in _TIFF:
+    if path.suffix.lower() in TIFF_SUFFIXES:
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning
 
@@ -126,7 +127,7 @@ def output_is_complete(path: str | Path) -> bool:
     try:
         if not path.is_file() or path.stat().st_size == 0:
             return False
-        if path.suffix.lower() in _TIFF:
+        if path.suffix.lower() in TIFF_SUFFIXES:
             import rasterio
 
             with warnings.catch_warnings():

@@ -11,10 +11,10 @@ from monai.data import PILReader
 from monai.utils import ensure_tuple
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["PLANE_SUFFIXES", "read_plane", "TiffFallbackPILReader"]
+__all__ = ["PLANE_SUFFIXES", "TIFF_SUFFIXES", "read_plane", "TiffFallbackPILReader"]
 
 PLANE_SUFFIXES = (".png", ".gif", ".ppm", ".pgm", ".pbm", ".jpg", ".jpeg", ".tif", ".tiff")
-_TIFF = (".tif", ".tiff")
+TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def _read_tiff(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -57,7 +57,7 @@ def read_plane(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found.")
     try:
-        if path.suffix.lower() in _TIFF:
+        if path.suffix.lower() in TIFF_SUFFIXES:
             return _read_tiff(path)
         return _read_pil(path), None
     except Exception as e:  # unreadable, truncated or not an image
@@ -94,7 +94,7 @@ class TiffFallbackPILReader(PILReader):
                 img = super().read(name, **kwargs)
                 img.load()  # Pillow decodes lazily: a layout it cannot decode fails here, not later
             except (UnidentifiedImageError, ValueError, OSError):
-                if Path(name).suffix.lower() not in _TIFF:
+                if Path(name).suffix.lower() not in TIFF_SUFFIXES:
                     raise
                 img = _tiff_as_pil(Path(name))
                 if callable(self.converter):
