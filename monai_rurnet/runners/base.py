@@ -40,9 +40,9 @@ class ImageFolderDataset(Dataset):
     """The images of ``folder`` as ``{"image": path}`` items, through ``transform``.
 
     The folder is listed on first use (so a bundle config builds it without touching the disk) and again by
-    :meth:`refresh`, which every runner's ``run()`` calls (:func:`~monai_rurnet.data.files.scan_inputs`). ``data`` is the list of untransformed items; ``refused``
-    maps the files that cannot be used (broken links, two files sharing a stem) to the reason, so that a runner
-    reports them by name instead of dropping them.
+    :meth:`refresh`, which every runner's ``run()`` calls (:func:`~monai_rurnet.data.files.scan_inputs`).
+    ``data`` is the list of untransformed items; ``refused`` maps the files that cannot be used (broken links,
+    two files sharing a stem) to the reason, so that a runner reports them by name instead of dropping them.
     """
 
     def __init__(
@@ -55,10 +55,7 @@ class ImageFolderDataset(Dataset):
         self._refused: dict[Path, str] = {}
 
     def refresh(self) -> None:
-        """List the folder again (a runner kept in memory, e.g. by MONAI Label, sees new files)."""
-        self._scan()
-
-    def _scan(self) -> None:
+        """List the folder (again: a runner kept in memory, e.g. by MONAI Label, sees new files)."""
         scan = scan_inputs(self.folder, self.suffixes)
         self._data = [{"image": str(p)} for p in scan.files]
         self._refused = scan.refused
@@ -66,14 +63,14 @@ class ImageFolderDataset(Dataset):
     @property
     def data(self) -> list[dict[str, str]]:  # type: ignore[override]
         if self._data is None:
-            self._scan()
+            self.refresh()
         return self._data
 
     @property
     def refused(self) -> dict[Path, str]:
         """Files of the folder that cannot be segmented, with the reason."""
         if self._data is None:
-            self._scan()
+            self.refresh()
         return self._refused
 
 
