@@ -161,6 +161,11 @@ class _Scorer:
         for m in self.metrics.values():
             m(y_pred=prob, y=y)
 
+    def add(self, other: _Scorer) -> None:
+        """Pool ``other``'s per-image counts into this scorer (same groups), without computing them again."""
+        for name, m in self.metrics.items():
+            m.extend(other.metrics[name].get_buffer())
+
     def result(self) -> dict[str, float]:
         r = {name: m.aggregate() for name, m in self.metrics.items()}
         out: dict[str, float] = {}
@@ -249,9 +254,9 @@ def evaluate_folders(
         prob, y = load_case(case, label_threshold)
         prob_t = torch.from_numpy(prob)[None, None]
         y_t = torch.from_numpy(y)[None, None]
-        total(prob_t, y_t)
-        one = _Scorer(groups, threshold, False)
+        one = _Scorer(groups, threshold, curves)
         one(prob_t, y_t)
+        total.add(one)
         row = {"name": case.name, "pred": str(case.pred), "label": str(case.label)}
         if case.mask is not None:
             row["mask"] = str(case.mask)
