@@ -18,6 +18,7 @@ from monai_rurnet.engines.handlers import (
     OverlaySaver,
     ResumableCheckpoint,
 )
+from monai_rurnet.engines.interaction import PrepareGuidedBatch, StrokeInteraction
 
 __all__ = [
     "announce_evaluation",
@@ -27,6 +28,8 @@ __all__ = [
     "NaNLossGuard",
     "OverlaySaver",
     "ResumableCheckpoint",
+    "PrepareGuidedBatch",
+    "StrokeInteraction",
     "all_ranks_ok",
     "init_distributed_from_env",
     "rank_and_world",

@@ -17,6 +17,14 @@ from monai_rurnet.networks.blocks import (
     SRUCell,
     UpStage,
 )
+from monai_rurnet.networks.guidance import (
+    check_binary,
+    clamp_mask,
+    honour_strokes,
+    prior_mask,
+    stroke_masks,
+    strokes_from_masks,
+)
 
 __all__ = ["RecurrentUNet", "CELLS", "check_spatial_size", "valid_sizes"]
 
@@ -203,9 +211,20 @@ class RecurrentUNet(nn.Module):
         shape = [x.shape[0], self.out_channels] + list(x.shape[2:])
         return torch.full(shape, self.init_value, dtype=x.dtype, device=x.device)
 
-    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        steps: int | None = None,
+        prior: torch.Tensor | None = None,
+        strokes: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``steps`` recurrent steps (default: ``self.steps``). Eval: the last step's logits ``(B, C, *S)``;
         training with ``return_all_steps``: every step's logits ``(B, T, C, *S)``.
+
+        ``prior`` ``(B, 1, *S)`` (foreground probability, negative for "none") starts the steps from it instead of
+        the constant ``s_0``; ``strokes`` ``(B, 1, *S)`` (0 none, 1 background, 2 foreground) are clamped into the
+        mask at every step and honoured in the output (see :mod:`monai_rurnet.networks.guidance` and
+        :meth:`refine`). Training with simulated interaction passes both (``monai_rurnet.engines.StrokeInteraction``).
 
         Anytime inference with early exit (``tol``) runs the step through
         :class:`~monai_rurnet.inferers.FastInferer` (any backend, ``"eager"`` for this module as it is).
@@ -214,13 +233,62 @@ class RecurrentUNet(nn.Module):
         n_steps = self.steps if steps is None else int(steps)
         if n_steps < 1:
             raise ValueError(f"steps must be >= 1, got {n_steps}.")
+        guided = prior is not None or strokes is not None
+        if guided and not self.mask_recurrence:
+            raise ValueError(
+                "prior and strokes steer the mask recurrence; this network has mask_recurrence=False."
+            )
         mask = self.initial_mask(x)
+        if prior is not None:
+            mask = prior_mask(prior.to(x.dtype), self.out_channels, self.init_value)
+        fg = bg = torch.zeros(0, dtype=torch.bool, device=x.device)
+        if strokes is not None:
+            fg, bg = stroke_masks(strokes)
+            mask = clamp_mask(mask, fg, bg)
         h = torch.empty(0, dtype=x.dtype, device=x.device)
         outputs: list[torch.Tensor] = []
         for _ in range(n_steps):
             logits, h = self.step(x, mask, h)
             outputs.append(logits)
             mask = self._probabilities(logits)
-        if self.training and self.return_all_steps:
-            return torch.stack(outputs, dim=1)
-        return outputs[-1]
+            if strokes is not None:
+                mask = clamp_mask(mask, fg, bg)
+        out = torch.stack(outputs, dim=1) if self.training and self.return_all_steps else outputs[-1]
+        return honour_strokes(out, fg, bg) if strokes is not None else out
+
+    def refine(
+        self,
+        image: torch.Tensor,
+        prior: torch.Tensor | None,
+        fg: torch.Tensor,
+        bg: torch.Tensor,
+        steps: int | None = None,
+    ) -> torch.Tensor:
+        """Interactive refinement: run the steps from ``s_0 = prior`` with the strokes enforced at every step.
+
+        Args:
+            image: ``(B, in_channels, *S)``, preprocessed as for :meth:`forward`.
+            prior: ``(B, 1, *S)`` foreground probability in [0, 1] (e.g. the current result), or ``None`` for the
+                network's own ``s_0`` (strokes only).
+            fg: ``(B, 1, *S)`` boolean, foreground stroke pixels.
+            bg: ``(B, 1, *S)`` boolean, background stroke pixels.
+            steps: recurrent steps (default: ``self.steps``).
+
+        Returns:
+            the last step's logits ``(B, out_channels, *S)``; stroke pixels are honoured (``±STROKE_LOGIT``).
+        """
+        check_binary(self.out_channels)
+        expected = [image.shape[0], 1] + list(image.shape[2:])
+        for name, t in (("prior", prior), ("fg", fg), ("bg", bg)):
+            if t is not None and list(t.shape) != expected:
+                raise ValueError(
+                    f"{name} must have shape {expected} (B, 1, *S) for this image, got {list(t.shape)}."
+                )
+        if prior is not None and bool(((prior < 0) | (prior > 1)).any()):
+            raise ValueError("prior must hold foreground probabilities in [0, 1].")
+        strokes = strokes_from_masks(fg.to(image.device), bg.to(image.device))
+        all_steps, self.return_all_steps = self.return_all_steps, False
+        try:
+            return self.forward(image, steps, None if prior is None else prior.to(image.device), strokes)
+        finally:
+            self.return_all_steps = all_steps

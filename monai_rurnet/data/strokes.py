@@ -1,0 +1,120 @@
+"""A simulated annotator: short strokes on the largest error components, and corrupted masks as priors.
+
+Used by training with simulated interaction (:class:`monai_rurnet.engines.StrokeInteraction`) and by
+``benchmarks/interactive.py``. Stroke maps use the encoding of :mod:`monai_rurnet.networks.guidance`: ``0`` no
+stroke, ``1`` background stroke, ``2`` foreground stroke. Arrays are 2D or 3D numpy arrays of one image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from monai_rurnet.networks.guidance import STROKE_BACKGROUND, STROKE_FOREGROUND, STROKE_NONE
+
+__all__ = ["DEFAULT_STROKE_LENGTH", "error_components", "add_strokes", "apply_strokes", "corrupt_mask"]
+
+#: length in pixels of a simulated stroke (measured along the error it corrects).
+DEFAULT_STROKE_LENGTH = 20
+
+
+def apply_strokes(pred: np.ndarray, strokes: np.ndarray) -> np.ndarray:
+    """Boolean ``pred`` with the strokes pasted in (foreground strokes on, background strokes off)."""
+    return np.where(strokes == STROKE_FOREGROUND, True, np.where(strokes == STROKE_BACKGROUND, False, pred))
+
+
+def error_components(
+    pred: np.ndarray, label: np.ndarray, strokes: np.ndarray | None = None, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components (full connectivity) of the errors of ``pred`` not yet under a stroke.
+
+    Returns the label image and the component sizes (index ``k - 1`` for component ``k``).
+    """
+    err = pred.astype(bool) != label.astype(bool)
+    if strokes is not None:
+        err &= strokes == STROKE_NONE
+    if valid is not None:
+        err &= valid.astype(bool)
+    comps, n = ndimage.label(err, np.ones((3,) * err.ndim, dtype=bool))
+    sizes = np.bincount(comps.ravel(), minlength=n + 1)[1:] if n else np.zeros(0, dtype=np.int64)
+    return comps, sizes
+
+
+def _stroke_pixels(component: np.ndarray, length: int) -> np.ndarray:
+    """A short stroke along ``component`` (boolean, cropped): its ridge within ``length / 2`` of its core."""
+    dist = ndimage.distance_transform_edt(component)
+    centre = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    ridge = component & (ndimage.maximum_filter(dist, size=3) <= dist)
+    # geodesic ball of radius length / 2 around the most interior pixel, inside the component
+    reach = np.zeros_like(component)
+    reach[centre] = True
+    structure = np.ones((3,) * component.ndim, dtype=bool)
+    for _ in range(max(1, length // 2)):
+        grown = ndimage.binary_dilation(reach, structure) & component
+        if np.array_equal(grown, reach):
+            break
+        reach = grown
+    stroke = reach & ridge
+    stroke[centre] = True
+    return stroke
+
+
+def _draw_stroke(comps: np.ndarray, k: int, label: np.ndarray, strokes: np.ndarray, length: int) -> None:
+    """A stroke on error component ``k`` of ``comps``: foreground on a missed part, background on a false one."""
+    box = ndimage.find_objects((comps == k).astype(np.int32))[0]
+    component = comps[box] == k
+    missed = bool(label[box][component].any())  # the whole component is one kind of error
+    strokes[box][_stroke_pixels(component, length)] = STROKE_FOREGROUND if missed else STROKE_BACKGROUND
+
+
+def add_strokes(
+    pred: np.ndarray,
+    label: np.ndarray,
+    count: int,
+    strokes: np.ndarray | None = None,
+    length: int = DEFAULT_STROKE_LENGTH,
+    valid: np.ndarray | None = None,
+) -> np.ndarray:
+    """One stroke on each of the ``count`` largest error components of ``pred`` not yet under a stroke.
+
+    A missed foreground component gets a foreground stroke, a false one a background stroke; a stroke follows the
+    component's ridge for about ``length`` pixels around its most interior pixel and never leaves the component, so
+    it is always right. Returns a new stroke map (``uint8``), or ``strokes`` updated in place when given. An
+    annotator correcting one error at a time calls it with ``count=1`` on each new result.
+    """
+    strokes = np.zeros(pred.shape, dtype=np.uint8) if strokes is None else strokes
+    comps, sizes = error_components(pred, label, strokes, valid)
+    for k in np.argsort(-sizes, kind="stable")[:count] + 1:
+        _draw_stroke(comps, int(k), label.astype(bool), strokes, length)
+    return strokes
+
+
+def corrupt_mask(
+    label: np.ndarray, rng: np.random.Generator, drop: float = 0.3, blobs: int = 4, segment: int = 150
+) -> np.ndarray:
+    """A plausible wrong result from a ground truth: segments dropped, parts dilated or eroded (boolean).
+
+    ``drop``: fraction of the foreground's pieces removed, after cutting it into pieces of about ``segment`` pixels;
+    ``blobs``: number of random discs in which the mask is dilated or eroded.
+    """
+    mask = label.astype(bool).copy()
+    if not mask.any():
+        return mask
+    # cut the structure into short pieces (discs on random foreground pixels), then drop some pieces
+    shape = np.asarray(mask.shape)
+    fg = np.flatnonzero(mask)
+    cuts = np.zeros(mask.size, dtype=bool)
+    cuts[rng.choice(fg, size=max(1, len(fg) // segment), replace=False)] = True
+    cuts = ndimage.binary_dilation(cuts.reshape(mask.shape), iterations=2)
+    pieces, n = ndimage.label(mask & ~cuts, np.ones((3,) * mask.ndim, dtype=bool))
+    if n:
+        dropped = np.flatnonzero(rng.random(n) < drop) + 1
+        mask &= ~np.isin(pieces, dropped)
+    for _ in range(blobs):
+        centre = rng.integers(0, shape)
+        radius = int(rng.integers(8, max(9, int(shape.min()) // 3)))
+        grid = np.ogrid[tuple(slice(0, s) for s in shape)]
+        disc = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius**2
+        changed = ndimage.binary_dilation(mask) if rng.random() < 0.5 else ndimage.binary_erosion(mask)
+        mask = np.where(disc, changed, mask)
+    return mask

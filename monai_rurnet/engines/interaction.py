@@ -1,0 +1,127 @@
+"""Training with simulated interaction: priors and annotator strokes drawn for a share of every batch.
+
+:class:`StrokeInteraction` is a :class:`monai.engines.SupervisedTrainer` ``iteration_update`` (as MONAI's DeepEdit
+``Interaction``): before the usual iteration it gives each batch item, with probability ``prob``, a starting mask
+``s_0`` and strokes, and puts them in the batch as ``"prior"`` and ``"strokes"``;
+:class:`PrepareGuidedBatch` passes them to the network (``RecurrentUNet.forward(x, prior=..., strokes=...)``),
+which clamps the strokes into the mask at every step. ``s_0`` is drawn from:
+
+* ``"constant"``: the network's own ``s_0`` (strokes only, "rerun from scratch");
+* ``"prediction"``: the model's own detached prediction (what an annotator corrects);
+* ``"corrupted"``: the ground truth with segments dropped and parts dilated or eroded.
+
+Strokes (0 to ``max_strokes``) are drawn on the largest error components of that starting mask
+(:func:`monai_rurnet.data.strokes.add_strokes`). Items without interaction train as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine
+from monai.engines.utils import default_prepare_batch
+
+from monai_rurnet.data.strokes import DEFAULT_STROKE_LENGTH, add_strokes, corrupt_mask
+from monai_rurnet.networks.guidance import NO_PRIOR
+
+__all__ = ["PRIOR_MODES", "StrokeInteraction", "PrepareGuidedBatch"]
+
+PRIOR_MODES = ("constant", "prediction", "corrupted")
+
+
+class StrokeInteraction:
+    """``iteration_update`` of the trainer: simulated priors and strokes, then the trainer's own iteration.
+
+    Args:
+        prob: share of batch items that get an interaction.
+        max_strokes: strokes per interactive item, drawn uniformly in ``0..max_strokes``.
+        stroke_length: stroke length in pixels.
+        prior_modes: where ``s_0`` comes from (see the module docstring), drawn uniformly per item.
+        seed: seed of the simulation's random generator.
+        image_key, label_key: batch keys of the image and the (binary) label.
+    """
+
+    def __init__(
+        self,
+        prob: float = 0.5,
+        max_strokes: int = 10,
+        stroke_length: int = DEFAULT_STROKE_LENGTH,
+        prior_modes: Sequence[str] = PRIOR_MODES,
+        seed: int = 0,
+        image_key: str = "image",
+        label_key: str = "label",
+    ) -> None:
+        unknown = set(prior_modes) - set(PRIOR_MODES)
+        if unknown or not prior_modes:
+            raise ValueError(
+                f"prior_modes must be a non-empty subset of {PRIOR_MODES}, got {list(prior_modes)}."
+            )
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"prob must be in [0, 1], got {prob}.")
+        self.prob = float(prob)
+        self.max_strokes = int(max_strokes)
+        self.stroke_length = int(stroke_length)
+        self.prior_modes = tuple(prior_modes)
+        self.rng = np.random.default_rng(seed)
+        self.image_key, self.label_key = image_key, label_key
+
+    def _own_prediction(self, engine: Engine, image: torch.Tensor) -> np.ndarray:
+        """The network's foreground probability ``(B, *S)`` (last step), without gradients."""
+        network = engine.network
+        device = next(network.parameters()).device
+        with torch.no_grad():
+            out = network(image.to(device))
+        if out.dim() == image.dim() + 1:  # all steps stacked
+            out = out[:, -1]
+        prob = torch.sigmoid(out[:, 0]) if out.shape[1] == 1 else torch.softmax(out.float(), dim=1)[:, 1]
+        return prob.float().cpu().numpy()
+
+    def simulate(self, engine: Engine, batchdata: dict[str, Any]) -> None:
+        """Put ``"prior"`` and ``"strokes"`` ``(B, 1, *S)`` into ``batchdata``."""
+        image = torch.as_tensor(batchdata[self.image_key])
+        labels = torch.as_tensor(batchdata[self.label_key]).cpu().numpy()[:, 0] > 0
+        b, spatial = int(image.shape[0]), tuple(image.shape[2:])
+        prior = np.full((b, 1, *spatial), NO_PRIOR, dtype=np.float32)
+        strokes = np.zeros((b, 1, *spatial), dtype=np.uint8)
+        chosen = np.flatnonzero(self.rng.random(b) < self.prob)
+        modes = {int(i): self.prior_modes[int(self.rng.integers(len(self.prior_modes)))] for i in chosen}
+        own = None
+        if any(m != "corrupted" for m in modes.values()):
+            own = self._own_prediction(engine, image)
+        for i, mode in modes.items():
+            start = corrupt_mask(labels[i], self.rng).astype(np.float32) if mode == "corrupted" else own[i]
+            if mode != "constant":
+                prior[i, 0] = start
+            count = int(self.rng.integers(0, self.max_strokes + 1))
+            add_strokes(start >= 0.5, labels[i], count, strokes[i, 0], self.stroke_length)
+        batchdata["prior"] = torch.from_numpy(prior)
+        batchdata["strokes"] = torch.from_numpy(strokes)
+
+    def __call__(self, engine: Engine, batchdata: dict[str, Any]) -> dict:
+        if batchdata is None:
+            raise ValueError("Must provide batch data for the current iteration.")
+        self.simulate(engine, batchdata)
+        return engine._iteration(engine, batchdata)
+
+
+class PrepareGuidedBatch:
+    """``prepare_batch`` of the trainer: image and label as usual, plus ``prior`` / ``strokes`` as network keyword
+    arguments when the batch holds them (set by :class:`StrokeInteraction`)."""
+
+    keys = ("prior", "strokes")
+
+    def __call__(
+        self,
+        batchdata: dict[str, torch.Tensor],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict[str, torch.Tensor]]:
+        image, label = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
+        extra = {
+            k: batchdata[k].to(device=device, non_blocking=non_blocking) for k in self.keys if k in batchdata
+        }
+        return image, label, (), extra
