@@ -7,6 +7,8 @@ stroke, ``1`` background stroke, ``2`` foreground stroke. Arrays are 2D or 3D nu
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 from scipy import ndimage
 
@@ -41,20 +43,41 @@ def error_components(
 
 
 def _stroke_pixels(component: np.ndarray, length: int) -> np.ndarray:
-    """A short stroke along ``component`` (boolean, cropped): its ridge within ``length / 2`` of its core."""
-    dist = ndimage.distance_transform_edt(component)
-    centre = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    ridge = component & (ndimage.maximum_filter(dist, size=3) <= dist)
-    # geodesic ball of radius length / 2 around the most interior pixel, inside the component
-    reach = np.zeros_like(component)
-    reach[centre] = True
-    structure = np.ones((3,) * component.ndim, dtype=bool)
-    for _ in range(max(1, length // 2)):
-        grown = ndimage.binary_dilation(reach, structure) & component
-        if np.array_equal(grown, reach):
-            break
-        reach = grown
-    stroke = reach & ridge
+    """A short stroke along ``component`` (boolean, cropped): a connected path of about ``length`` pixels.
+
+    The path runs through the component's core (pixels at least half its largest depth inside it), from the
+    middle of its most interior pixels to the farthest core pixel within ``length / 2`` steps and to the pixel
+    farthest from that end: a line along the structure, as an annotator draws it.
+    """
+    dist = ndimage.distance_transform_edt(np.pad(component, 1))[(slice(1, -1),) * component.ndim]
+    core = component & (dist >= max(1.0, 0.5 * float(dist.max())))
+    deepest = np.argwhere(dist >= dist.max() - 0.5)  # the most interior pixels; the middle one is the centre
+    middle = deepest[int(np.argmin(((deepest - deepest.mean(axis=0)) ** 2).sum(axis=1)))]
+    centre = tuple(int(v) for v in middle)
+    offsets = [o for o in np.ndindex(*(3,) * component.ndim) if o != (1,) * component.ndim]
+    offsets = [tuple(int(v) - 1 for v in o) for o in offsets]
+    parent = {centre: centre}
+    depth = {centre: 0}
+    queue = deque([centre])
+    while queue:  # breadth-first search in the core, up to length / 2 steps from the centre
+        p = queue.popleft()
+        if depth[p] >= length // 2:
+            continue
+        for o in offsets:
+            q = tuple(a + b for a, b in zip(p, o))
+            if q not in parent and all(0 <= c < n for c, n in zip(q, core.shape)) and core[q]:
+                parent[q], depth[q] = p, depth[p] + 1
+                queue.append(q)
+    reached = np.array(list(depth))
+    first = tuple(reached[int(np.argmax([depth[tuple(r)] for r in reached]))])
+    spread = [depth[tuple(r)] + float(np.hypot(*(np.asarray(r) - first))) for r in reached]
+    second = tuple(reached[int(np.argmax(spread))])
+    stroke = np.zeros_like(component)
+    for end in (first, second):
+        p = end
+        while p != centre:
+            stroke[p] = True
+            p = parent[p]
     stroke[centre] = True
     return stroke
 
@@ -78,7 +101,7 @@ def add_strokes(
     """One stroke on each of the ``count`` largest error components of ``pred`` not yet under a stroke.
 
     A missed foreground component gets a foreground stroke, a false one a background stroke; a stroke follows the
-    component's ridge for about ``length`` pixels around its most interior pixel and never leaves the component, so
+    component's core for about ``length`` pixels around its middle and never leaves the component, so
     it is always right. Returns a new stroke map (``uint8``), or ``strokes`` updated in place when given. An
     annotator correcting one error at a time calls it with ``count=1`` on each new result.
     """
