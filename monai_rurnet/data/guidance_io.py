@@ -152,8 +152,7 @@ class GuidanceFiles:
         found = _find(self.strokes_dir, stem, STROKES_SUFFIXES) if self.strokes_dir is not None else []
         if len(found) > 1:
             raise ValueError(
-                f"{self.strokes_dir}: {len(found)} stroke files for '{stem}' ({', '.join(p.name for p in found)}); "
-                "keep one."
+                f"{len(found)} stroke files for '{stem}': {', '.join(map(str, found))}; keep one."
             )
         return found[0] if found else None
 
