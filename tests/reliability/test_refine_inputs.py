@@ -187,3 +187,13 @@ def test_geotiff_strokes_on_another_grid(tmp_path, capsys, crs, transform, messa
     stderr = capsys.readouterr().err
     assert f"FAILED {src / 'r.tif'}" in stderr and "r_strokes.tif" in stderr and message in stderr, stderr
     assert [p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")] == []
+
+
+def test_guidance_in_the_input_folder_is_not_an_input(net, preprocessing, folder, tmp_path, capsys):
+    strokes = np.zeros(SHAPE, np.uint8)
+    strokes[10, 5:30] = 2
+    Image.fromarray(strokes).save(folder / "a_strokes.png")
+    assert _run(net, preprocessing, folder, tmp_path / "out", strokes_dir=folder) is None
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_seg.png")) == ["a_seg.png", "b_seg.png"]
+    assert "2 images segmented" in capsys.readouterr().out
+    assert (np.asarray(Image.open(tmp_path / "out" / "a_seg.png"))[strokes == 2] == 255).all()
