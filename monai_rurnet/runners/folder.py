@@ -28,7 +28,7 @@ class FolderSegmentationRunner(SegmentationRunner):
             view matches the training data's, segment, and resample the probabilities back to the input grid.
         Other arguments: see :class:`SegmentationRunner` (``prior_dir``/``strokes_dir``: interactive refinement;
         the guidance is packed after the preprocessed image's channels, so that sliding windows, flips and the
-        rescaler treat it with the image, strokes nearest-neighbour; stroke pixels are set to probability 1/0).
+        rescaler treat it with the image, strokes as labels; stroke pixels are set to probability 1/0).
     """
 
     def __init__(self, *args: Any, writer: Any = None, rescaler: Any = None, **kwargs: Any) -> None:

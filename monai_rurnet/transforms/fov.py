@@ -59,8 +59,11 @@ class FOVRescaler:
 
     @staticmethod
     def resize(image: torch.Tensor, factor: float, nearest: int = 0) -> torch.Tensor:
-        """Resample a channel-first ``(C, H, W)`` image by ``factor`` (bilinear, antialiased when shrinking); its
-        last ``nearest`` channels (e.g. a stroke map) nearest-neighbour, so that labels stay labels."""
+        """Resample a channel-first ``(C, H, W)`` image by ``factor`` (bilinear, antialiased when shrinking).
+
+        Its last ``nearest`` channels (a stroke map) stay labels: nearest-neighbour when enlarging, the largest
+        label over each output pixel's area when shrinking (a one-pixel stroke survives; foreground, 2, wins
+        over background, 1, where both meet)."""
         if factor == 1.0:
             return image
         size = [max(16, int(round(s * factor))) for s in image.shape[1:]]
@@ -69,7 +72,12 @@ class FOVRescaler:
             image[None, :c].float(), size=size, mode="bilinear", align_corners=False, antialias=factor < 1
         )
         if nearest:
-            labels = F.interpolate(image[None, c:].float(), size=size, mode="nearest-exact")
+            labels = image[None, c:].float()
+            labels = (
+                F.adaptive_max_pool2d(labels, size)
+                if factor < 1
+                else F.interpolate(labels, size, mode="nearest-exact")
+            )
             out = torch.cat([out, labels], dim=1)
         return out[0]
 
