@@ -58,14 +58,27 @@ class FOVRescaler:
         return 1.0 if abs(f - 1.0) <= self.tolerance else f
 
     @staticmethod
-    def resize(image: torch.Tensor, factor: float) -> torch.Tensor:
-        """Resample a channel-first ``(C, H, W)`` image by ``factor`` (bilinear, antialiased when shrinking)."""
+    def resize(image: torch.Tensor, factor: float, nearest: int = 0) -> torch.Tensor:
+        """Resample a channel-first ``(C, H, W)`` image by ``factor`` (bilinear, antialiased when shrinking).
+
+        Its last ``nearest`` channels (a stroke map) stay labels: nearest-neighbour when enlarging, the largest
+        label over each output pixel's area when shrinking (a one-pixel stroke survives; foreground, 2, wins
+        over background, 1, where both meet)."""
         if factor == 1.0:
             return image
         size = [max(16, int(round(s * factor))) for s in image.shape[1:]]
+        c = image.shape[0] - nearest
         out = F.interpolate(
-            image[None].float(), size=size, mode="bilinear", align_corners=False, antialias=factor < 1
+            image[None, :c].float(), size=size, mode="bilinear", align_corners=False, antialias=factor < 1
         )
+        if nearest:
+            labels = image[None, c:].float()
+            labels = (
+                F.adaptive_max_pool2d(labels, size)
+                if factor < 1
+                else F.interpolate(labels, size, mode="nearest-exact")
+            )
+            out = torch.cat([out, labels], dim=1)
         return out[0]
 
     @staticmethod
