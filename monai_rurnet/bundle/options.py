@@ -41,6 +41,10 @@ OPTION_HELP = {
     "max_pixels": "inputs with more pixels are refused by name before decoding; raise it if memory allows",
     "num_parts": "split the inputs into this many disjoint shares (one per process; torchrun ranks split further)",
     "part_id": "which share this process takes, 0..num_parts-1",
+    "prior_dir": "interactive refinement: folder of earlier results used as the start mask s_0, per stem "
+    "<stem>_prob.* (preferred) or <stem>_seg.* (null: none)",
+    "strokes_dir": "interactive refinement: folder of <stem>_strokes.* (uint8: 0 none, 1 background, 2 foreground; "
+    "all strokes so far), enforced in the result (null: none)",
     "split_rasters": "under torchrun, split each raster among the ranks by row strips (null: when fewer rasters "
     "than ranks)",
 }

@@ -14,6 +14,7 @@ from monai_rurnet.data.geotiff import (
     write_georeferenced_tile,
     write_geotiff,
 )
+from monai_rurnet.data.guidance_io import GuidanceFiles, GuidanceRasters, read_prior, read_strokes
 from monai_rurnet.data.hands import (
     HAND_DATASETS,
     egohands_datalist,
@@ -50,6 +51,8 @@ __all__ = [
     "MASSROADS_CRS",
     "Binarized",
     "EncodeIgnored",
+    "GuidanceFiles",
+    "GuidanceRasters",
     "MarkVoidd",
     "MatchSizeToImaged",
     "RasterioReader",
@@ -74,6 +77,8 @@ __all__ = [
     "make_synthetic_hands",
     "massroads_datalist",
     "massroads_geotransform",
+    "read_prior",
+    "read_strokes",
     "read_window",
     "roads_eval_transforms",
     "roads_train_transforms",

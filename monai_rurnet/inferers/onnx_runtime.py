@@ -94,11 +94,18 @@ class OnnxRuntimePredictor(StepLoop):
     def _assign(self, result: np.ndarray, index: np.ndarray, value: np.ndarray) -> None:
         result[index] = value
 
+    def _to_torch(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a)
+
+    def _from_torch(self, t: torch.Tensor, like: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(t.numpy().astype(like.dtype, copy=False))
+
     def __call__(self, x: torch.Tensor, steps: int | None = None, tol: float | None = None) -> torch.Tensor:
         """Logits ``(B, K, *S)`` of the last step run (``steps``/``tol`` default to the options')."""
-        x = plain(x)
+        device = x.device
+        x, guide = self.split_guidance(plain(x).detach().to("cpu"))
         if self.info.get("recurrent", False):
             check_spatial_size(x.shape[2:], int(self.info["divisor"]))
-        arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        out = self._run(arr, self.steps if steps is None else steps, self.tol if tol is None else tol)
-        return torch.from_numpy(out).to(x.device)
+        arr = np.ascontiguousarray(x.to(torch.float32).numpy())
+        out = self._run(arr, self.steps if steps is None else steps, self.tol if tol is None else tol, guide)
+        return torch.from_numpy(out).to(device)

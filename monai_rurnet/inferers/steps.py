@@ -6,6 +6,11 @@ Every inference path uses it: :class:`EagerPredictor` (the network as it is), th
 (:class:`~monai_rurnet.inferers.TorchFastPredictor`) and ONNX Runtime
 (:class:`~monai_rurnet.inferers.OnnxRuntimePredictor`); the runners reach it through
 :class:`~monai_rurnet.inferers.FastInferer`. Options are grouped once in :class:`InferenceOptions`.
+
+Interactive refinement: an input with two extra channels (:func:`~monai_rurnet.networks.guidance.pack_guidance`:
+a prior and a stroke map) starts the steps from the prior and clamps the strokes into the mask at every step,
+with stroke pixels honoured in the logits, as :meth:`~monai_rurnet.networks.RecurrentUNet.forward` does with
+``prior``/``strokes``, on every backend (the clamping is elementwise, outside the exported step).
 """
 
 from __future__ import annotations
@@ -20,6 +25,14 @@ import torch
 import torch.nn as nn
 
 from monai_rurnet.networks.export import recurrent_info
+from monai_rurnet.networks.guidance import (
+    check_binary,
+    clamp_mask,
+    honour_strokes,
+    prior_mask,
+    stroke_masks,
+    unpack_guidance,
+)
 
 __all__ = ["EXIT_STATS", "InferenceOptions", "StepLoop", "TorchStepLoop", "EagerPredictor"]
 
@@ -103,7 +116,34 @@ class StepLoop:
         """No-op (predictors are always in eval mode), so code written for modules can call it."""
         return self
 
-    def _run(self, x: Any, steps: int | None, tol: float | None) -> Any:
+    def split_guidance(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """The image channels of ``x`` and, for a packed guided input, ``(prior, fg, bg)`` (``(B, 1, *S)``).
+
+        Raises a ``ValueError`` when guidance is given to a network that cannot be refined (not binary, no mask
+        recurrence, not a recurrent network).
+        """
+        info = self.info
+        if not info.get("recurrent", False):
+            return x, None
+        parts = unpack_guidance(x, int(info["in_channels"]))
+        if parts is None:
+            return x, None
+        check_binary(int(info["out_channels"]))
+        if not info.get("mask_recurrence", True):
+            raise ValueError("Interactive refinement steers the mask recurrence; this network has none.")
+        image, prior, strokes = parts
+        fg, bg = stroke_masks(strokes)
+        return image, (prior, fg, bg)
+
+    def _to_torch(self, a: Any) -> torch.Tensor:
+        """A loop array as a torch tensor (the guidance is applied with torch, elementwise)."""
+        return a
+
+    def _from_torch(self, t: torch.Tensor, like: Any) -> Any:
+        """A torch tensor as a loop array like ``like``."""
+        return t
+
+    def _run(self, x: Any, steps: int | None, tol: float | None, guide: tuple | None = None) -> Any:
         info = self.info
         b = int(x.shape[0])
         if not info.get("recurrent", False):
@@ -113,11 +153,17 @@ class StepLoop:
         if n_steps < 1:
             raise ValueError(f"steps must be >= 1, got {n_steps}.")
         mask, h = self._initial_state(b, [int(s) for s in x.shape[2:]], x)
+        if guide is not None:
+            prior, fg, bg = guide
+            s0 = prior_mask(prior, int(info["out_channels"]), float(info["init_value"]))
+            mask = self._from_torch(clamp_mask(s0, fg, bg), mask)
         used = [n_steps] * b
         active = np.arange(b)  # batch items still running
         result: Any = None
         for t in range(n_steps):
             logits, h = self._step(x, mask, h)
+            if guide is not None:
+                logits = self._from_torch(honour_strokes(self._to_torch(logits), fg, bg), logits)
             if result is None or len(active) == b:
                 result = logits
             else:
@@ -125,6 +171,8 @@ class StepLoop:
             if t == n_steps - 1:
                 break
             prob = self._probabilities(logits)
+            if guide is not None:
+                prob = self._from_torch(clamp_mask(self._to_torch(prob), fg, bg), prob)
             if tol is not None and t > 0:
                 change = self._change(prob, mask)  # per item
                 pooled = change.max() if self.options.exit_stat == "max" else change.mean()
@@ -137,6 +185,9 @@ class StepLoop:
                     keep = ~done
                     active = active[keep]
                     x, prob, h = self._select(x, keep), self._select(prob, keep), self._select(h, keep)
+                    if guide is not None:
+                        index = torch.as_tensor(keep, device=fg.device)
+                        fg, bg = fg[index], bg[index]
             mask = prob
         self.last_steps, self.last_steps_per_sample = max(used), used
         return result
@@ -201,6 +252,9 @@ class TorchStepLoop(StepLoop):
     def _format(self, t: torch.Tensor) -> torch.Tensor:
         return t.contiguous(memory_format=self.memory_format) if self.memory_format is not None else t
 
+    def _from_torch(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self._format(t.to(like.dtype))
+
     def _full(self, shape: tuple[int, ...], value: float, like: torch.Tensor) -> torch.Tensor:
         return self._format(torch.full(shape, float(value), dtype=like.dtype, device=like.device))
 
@@ -231,13 +285,15 @@ class TorchStepLoop(StepLoop):
 
     def __call__(self, x: torch.Tensor, steps: int | None = None, tol: float | None = None) -> torch.Tensor:
         """Logits ``(B, K, *S)`` of the last step run (``steps``/``tol`` default to the options')."""
-        x = plain(x)
         outside = not torch.is_inference_mode_enabled()
         with torch.inference_mode():
+            x, guide = self.split_guidance(plain(x))
             if self.info["recurrent"]:
                 self.network._check_input(x)
             x = self._format(x if self.compute_dtype is None else x.to(self.compute_dtype))
-            out = self._run(x, self.steps if steps is None else steps, self.tol if tol is None else tol)
+            out = self._run(
+                x, self.steps if steps is None else steps, self.tol if tol is None else tol, guide
+            )
             out = out if self.compute_dtype is None else out.float()
         # inference tensors cannot be updated in place outside inference mode (MONAI inferers do): copy once
         return out.clone(memory_format=torch.contiguous_format) if outside else out.contiguous()

@@ -40,6 +40,7 @@ def recurrent_info(net: nn.Module) -> dict[str, Any]:
         "init_value": net.init_value,
         "state_init": net.state_init,
         "steps": net.steps,
+        "mask_recurrence": net.mask_recurrence,
     }
 
 

@@ -12,13 +12,22 @@ Encodings (the CLI's files and the tensors alike):
 * prior: foreground probability in [0, 1]; a negative value means "no prior here" (the network's own ``s_0``).
 
 Refinement needs a binary model: one sigmoid output or two softmax classes (background, foreground).
+
+Packed input (the inference paths): the guidance travels as :data:`GUIDANCE_CHANNELS` extra channels after the
+preprocessed image, ``[image, prior + 1, strokes]`` (:func:`pack_guidance`), so that sliding windows, flips and
+resizing treat it with the image; zero (what padding adds) reads as "no prior" and "no stroke". The anytime
+loop (:class:`~monai_rurnet.inferers.StepLoop`) splits it off again (:func:`unpack_guidance`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = [
+    "GUIDANCE_CHANNELS",
+    "pack_guidance",
+    "unpack_guidance",
     "STROKE_NONE",
     "STROKE_BACKGROUND",
     "STROKE_FOREGROUND",
@@ -39,6 +48,8 @@ STROKE_FOREGROUND = 2
 STROKE_LOGIT = 20.0
 #: prior value meaning "no prior": the network's constant ``s_0`` is used there.
 NO_PRIOR = -1.0
+#: extra input channels of a packed, guided input: the prior (offset by +1, 0 = none) and the stroke map.
+GUIDANCE_CHANNELS = 2
 
 
 def check_binary(out_channels: int) -> None:
@@ -109,3 +120,32 @@ def honour_strokes(logits: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor) -> 
     )
     target = sure_fg.view(shape)
     return torch.where(bg, -target, torch.where(fg, target, logits))
+
+
+def pack_guidance(prior: np.ndarray | None, strokes: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """The guidance channels ``(2, *shape)`` float32 of a prior and a stroke map (either may be ``None``).
+
+    Channel 0 is ``prior + 1`` where the prior is in [0, 1] and 0 where it is negative or missing ("no prior"),
+    channel 1 the stroke map (0/1/2). Concatenate it after the preprocessed image's channels.
+    """
+    out = np.zeros((GUIDANCE_CHANNELS, *shape), dtype=np.float32)
+    if prior is not None:
+        out[0] = np.where(prior >= 0, np.clip(prior, 0.0, 1.0) + 1.0, 0.0)
+    if strokes is not None:
+        out[1] = strokes
+    return out
+
+
+def unpack_guidance(
+    x: torch.Tensor, in_channels: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """``(image, prior, strokes)`` of a packed input ``(B, in_channels + 2, *S)``, or ``None`` for a plain one.
+
+    ``prior`` ``(B, 1, *S)`` float32 is :data:`NO_PRIOR` where channel 0 is below 1 (padding, blending with
+    "none"); ``strokes`` ``(B, 1, *S)`` is the stroke map rounded to 0/1/2 (robust to linear resampling).
+    """
+    if x.shape[1] != in_channels + GUIDANCE_CHANNELS:
+        return None
+    g = x[:, in_channels:].float()
+    prior = torch.where(g[:, :1] >= 1.0, g[:, :1] - 1.0, torch.full_like(g[:, :1], NO_PRIOR))
+    return x[:, :in_channels], prior, g[:, 1:].round()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from monai_rurnet.data.files import (
     output_is_complete,
     scan_inputs,
 )
+from monai_rurnet.data.guidance_io import GuidanceFiles
 from monai_rurnet.engines.distributed import (
     init_distributed_from_env,
     rank_and_world,
@@ -29,6 +31,8 @@ from monai_rurnet.engines.distributed import (
 )
 from monai_rurnet.errors import root_cause
 from monai_rurnet.inferers.memory import reuse_freed_memory
+from monai_rurnet.networks.export import recurrent_info
+from monai_rurnet.networks.guidance import check_binary
 from monai_rurnet.utils import as_bool, clean_stale_temp_files, load_state_dict_file
 
 __all__ = ["ImageFolderDataset", "SegmentationRunner"]
@@ -84,6 +88,15 @@ class SegmentationRunner:
     ``SystemExit(1)`` at the end when any input failed and ``exit_on_failure``. Temp files of killed runs are
     cleaned only when their process is gone (:func:`~monai_rurnet.utils.clean_stale_temp_files`).
 
+    Interactive refinement: with ``prior_dir`` and/or ``strokes_dir`` (attributes that may change between runs),
+    an input that has a prior (``<stem>_prob.*`` or ``<stem>_seg.*``) or strokes (``<stem>_strokes.*``) there is
+    segmented from that prior with the strokes enforced and honoured in its outputs
+    (:mod:`monai_rurnet.data.guidance_io` lists the formats); the others run exactly as without. A missing
+    folder, or a model that cannot be refined, stops the run before any work; a bad guidance file fails its
+    input by name; guidance files of stems with no input are reported (a warning). An input whose outputs
+    exist is redone, also without ``overwrite``, when one of its guidance files is newer than its ``_seg``
+    output (new strokes).
+
     Sharding: ``num_parts``/``part_id`` and/or ``torchrun`` (``RANK``/``WORLD_SIZE``) give each process a disjoint,
     deterministic share of the inputs (:func:`~monai_rurnet.engines.shard_spec`); under ``torchrun`` the counts
     of every rank are summed and rank 0 prints the one summary line; every rank exits with 1 when any failed.
@@ -99,6 +112,7 @@ class SegmentationRunner:
         reuse_memory: keep freed CPU memory for reuse for the whole run
             (:func:`~monai_rurnet.inferers.reuse_freed_memory`, process-wide, glibc only: 20-26% faster on large
             images on a 2-core CPU; the process keeps its peak working set).
+        prior_dir, strokes_dir: folders of the priors and strokes of interactive refinement (``None``: none).
     """
 
     def __init__(
@@ -118,6 +132,8 @@ class SegmentationRunner:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         num_parts: int | None = None,
         part_id: int | None = None,
+        prior_dir: str | os.PathLike | None = None,
+        strokes_dir: str | os.PathLike | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
@@ -135,26 +151,57 @@ class SegmentationRunner:
         self.max_pixels = int(max_pixels) if max_pixels else None
         self.num_parts, self.part_id = num_parts, part_id
         self.together = False  # set by run(): torchrun ranks work on each input together
+        self.prior_dir, self.strokes_dir = prior_dir, strokes_dir
         shard_spec(num_parts, part_id)  # bad values fail before any work
+
+    def guidance_files(self) -> GuidanceFiles:
+        """The prior and stroke files of the current ``prior_dir`` / ``strokes_dir`` (missing folders raise)."""
+        return GuidanceFiles(self.prior_dir, self.strokes_dir)
+
+    def _check_guidance(self, guidance: GuidanceFiles) -> None:
+        """Refinement needs a binary recurrent network with mask recurrence; warn of guidance without an input."""
+        info = recurrent_info(self.network)
+        if not info["recurrent"] or not info["mask_recurrence"]:
+            raise ValueError(
+                f"--prior_dir/--strokes_dir: interactive refinement steers the mask recurrence of a RecurrentUNet; "
+                f"this model ({type(self.network).__name__}) has none."
+            )
+        check_binary(int(info["out_channels"]))
+        orphans = guidance.orphans(Path(d["image"]).stem for d in self.dataset.data)
+        if orphans and rank_and_world()[0] == 0:
+            names = ", ".join(str(p) for p in orphans[:5]) + (" ..." if len(orphans) > 5 else "")
+            message = f"{len(orphans)} prior/strokes file(s) match no input image and are ignored: {names}"
+            logger.warning(message)
+            print(f"WARNING: {message}", file=sys.stderr)
 
     def process(self, index: int) -> None:
         """Segment item ``index`` of the dataset and write its outputs."""
         raise NotImplementedError
 
-    def _done(self, path: Path) -> bool:
-        return all(output_is_complete(o) for o in self.writer.outputs(path, self.output_dir))
+    def _done(self, path: Path, guidance: GuidanceFiles) -> bool:
+        outputs = self.writer.outputs(path, self.output_dir)
+        if not all(output_is_complete(o) for o in outputs):
+            return False
+        if not guidance:
+            return True
+        try:
+            newest = max((g.stat().st_mtime for g in guidance.paths(path.stem)), default=None)
+        except ValueError:  # two stroke files: processing the input reports it
+            return False
+        return newest is None or newest <= outputs[0].stat().st_mtime
 
     def _todo(self, indices: Sequence[int]) -> tuple[list[int], int]:
         """Which of ``indices`` to process, and how many are skipped because their outputs are complete."""
         paths = [Path(d["image"]) for d in self.dataset.data]
         ours = {o.name for p in paths for o in self.writer.outputs(p, self.output_dir)}
         same_dir = {p.parent.resolve() for p in paths} == {self.output_dir.resolve()}
+        guidance = self.guidance_files()
         todo, skipped = [], 0
         for i in indices:
             p = paths[i]
             if same_dir and p.name in ours:  # our own outputs in an output folder that is the input folder
                 continue
-            if not self.overwrite and self._done(p):
+            if not self.overwrite and self._done(p, guidance):
                 skipped += 1
                 continue
             todo.append(i)
@@ -179,6 +226,9 @@ class SegmentationRunner:
         if hasattr(self.dataset, "refresh"):
             self.dataset.refresh()
         distributed = init_distributed_from_env()
+        guidance = self.guidance_files()
+        if guidance:
+            self._check_guidance(guidance)
         rank, world = rank_and_world()
         n_part = len(
             take_shard(range(len(self.dataset.data)), *shard_spec(self.num_parts, self.part_id, False))

@@ -38,9 +38,12 @@ from monai_rurnet.data.geotiff import (
     three_bands,
     valid_pixels,
 )
+from monai_rurnet.data.guidance_io import GuidanceRasters
 from monai_rurnet.data.roads import void_mask
+from monai_rurnet.data.strokes import apply_strokes
 from monai_rurnet.data.writers import GeoTiffMaskWriter
 from monai_rurnet.engines.distributed import all_ranks_ok, rank_and_world
+from monai_rurnet.networks.guidance import pack_guidance
 from monai_rurnet.runners.base import SegmentationRunner
 from monai_rurnet.utils import as_bool, temp_name
 
@@ -88,6 +91,8 @@ def segment_raster(
     progress: bool = False,
     rank: int = 0,
     world: int = 1,
+    prior: str | Path | None = None,
+    strokes: str | Path | None = None,
 ) -> list[Path]:
     """Segment one raster window by window into ``out_dir/<stem>_seg.tif`` (and ``<stem>_prob.tif``).
 
@@ -113,6 +118,10 @@ def segment_raster(
         rank, world: with ``world > 1`` every rank of the (initialised) process group calls this for the same raster
             and predicts its own band of window rows; rank 0 assembles the outputs. Windows do not depend on one
             another (every pixel is blended from one global patch grid), so the files equal one process's.
+        prior, strokes: interactive refinement (:mod:`monai_rurnet.data.guidance_io`): a prior raster (e.g. an
+            earlier ``_prob.tif``, nodata = no prior) and a stroke raster (0/1/2) on the raster's grid, read
+            window by window with the image; the patches carry them as two extra channels (zero padding reads
+            as "no prior", "no stroke") and stroke pixels get probability 1 (foreground) or 0 (background).
 
     Input checks (``ValueError`` naming the file, nothing written): rasters under 16 px a side, negative values,
     float values outside [0, 1] and [0, 255] (:func:`~monai_rurnet.data.geotiff.raster_unit_scale`). Nodata
@@ -145,7 +154,7 @@ def segment_raster(
         raise OSError(f"{src_path}: cannot open the raster ({e})") from e
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with ds:
+        with ds, GuidanceRasters(ds, prior, strokes) as guidance:
             scale = raster_unit_scale(ds)
             rows = patch_starts(ds.height, roi[0], stride[0])
             cols = patch_starts(ds.width, roi[1], stride[1])
@@ -154,7 +163,7 @@ def segment_raster(
             def predict_window(w: Window) -> np.ndarray:
                 return _predict_window(
                     ds, w, rows, cols, roi, predict, importance, mean, std, sw_batch_size, foreground,
-                    void_value, device, scale,
+                    void_value, device, scale, guidance,
                 )  # fmt: skip
 
             if world > 1:
@@ -240,6 +249,7 @@ def _predict_window(
     void_value: float | None,
     device: torch.device,
     scale: float,
+    guidance: GuidanceRasters,
 ) -> np.ndarray:
     """Foreground probability ``(h, w)`` of output window ``w`` from the global patches overlapping it."""
     r0, c0 = int(w.row_off), int(w.col_off)
@@ -253,6 +263,9 @@ def _predict_window(
     raw = three_bands(read_window(ds, Window(ic0, ir0, ic1 - ic0, ir1 - ir0), pad=None), ds.name)
     valid = valid_pixels(raw, ds.nodata)
     x = normalize_bands(raw, mean, std, ds.name, scale=scale, valid=valid)
+    prior, strokes = guidance.read(Window(ic0, ir0, ic1 - ic0, ir1 - ir0))
+    if prior is not None or strokes is not None:
+        x = np.concatenate([x, pack_guidance(prior, strokes, x.shape[1:])])
     pads = ((0, 0), (rr0 - ir0, ir1 - rr1), (cc0 - ic0, ic1 - cc1))
     if any(p for pair in pads for p in pair):
         x = np.pad(x, pads)
@@ -287,6 +300,8 @@ def _predict_window(
     inside = (slice(r0 - rr0, r1 - rr0), slice(c0 - cc0, c1 - cc0))
     if void_value is not None:
         out[void_mask(raw, value=void_value)[inside]] = 0.0
+    if strokes is not None:
+        out = apply_strokes(out, strokes[inside]).astype(np.float32)
     out[~valid[inside]] = PROB_NODATA
     return out
 
@@ -296,7 +311,8 @@ class GeoTiffSegmentationRunner(SegmentationRunner):
 
     Same contract as :class:`~monai_rurnet.runners.FolderSegmentationRunner` (a bad file is reported by name and
     does not stop the others, a summary line, ``SystemExit(1)`` when any file failed, existing outputs skipped
-    unless ``overwrite``, atomic outputs). ``inferer`` runs each batch of patches (e.g.
+    unless ``overwrite``, atomic outputs, interactive refinement from ``prior_dir``/``strokes_dir``: a stem's
+    ``_prob.tif``/``_seg.tif``/``_strokes.tif`` or PNG forms). ``inferer`` runs each batch of patches (e.g.
     :class:`~monai_rurnet.inferers.FastInferer`, wrapped in :class:`~monai_rurnet.inferers.FlipEnsembleInferer`
     for test-time mirroring); the window and sliding-window options are those of :func:`segment_raster`.
     """
@@ -344,8 +360,10 @@ class GeoTiffSegmentationRunner(SegmentationRunner):
 
     def process(self, index: int) -> None:
         rank, world = rank_and_world() if self.together else (0, 1)
+        path = Path(self.dataset.data[index]["image"])
+        guidance = self.guidance_files()
         segment_raster(
-            self.dataset.data[index]["image"],
+            path,
             self.output_dir,
             self.network,
             self.inferer,
@@ -355,5 +373,7 @@ class GeoTiffSegmentationRunner(SegmentationRunner):
             progress=self.progress and (not self.together or rank == 0),
             rank=rank,
             world=world,
+            prior=guidance.prior(path.stem),
+            strokes=guidance.strokes(path.stem),
             **self.options,
         )

@@ -58,14 +58,19 @@ class FOVRescaler:
         return 1.0 if abs(f - 1.0) <= self.tolerance else f
 
     @staticmethod
-    def resize(image: torch.Tensor, factor: float) -> torch.Tensor:
-        """Resample a channel-first ``(C, H, W)`` image by ``factor`` (bilinear, antialiased when shrinking)."""
+    def resize(image: torch.Tensor, factor: float, nearest: int = 0) -> torch.Tensor:
+        """Resample a channel-first ``(C, H, W)`` image by ``factor`` (bilinear, antialiased when shrinking); its
+        last ``nearest`` channels (e.g. a stroke map) nearest-neighbour, so that labels stay labels."""
         if factor == 1.0:
             return image
         size = [max(16, int(round(s * factor))) for s in image.shape[1:]]
+        c = image.shape[0] - nearest
         out = F.interpolate(
-            image[None].float(), size=size, mode="bilinear", align_corners=False, antialias=factor < 1
+            image[None, :c].float(), size=size, mode="bilinear", align_corners=False, antialias=factor < 1
         )
+        if nearest:
+            labels = F.interpolate(image[None, c:].float(), size=size, mode="nearest-exact")
+            out = torch.cat([out, labels], dim=1)
         return out[0]
 
     @staticmethod
