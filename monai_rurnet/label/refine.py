@@ -157,6 +157,8 @@ def parse_point_list(value: Any, what: str, size: tuple[int, int]) -> list[np.nd
         raise RefineRequestError(
             f"{what} must be a list of points [x, y] or polylines, got {type(value).__name__}"
         )
+    if len(value) > MAX_POINTS:
+        raise RefineRequestError(f"{what}: more than {MAX_POINTS} points")
     lines = []
     for i, item in enumerate(value):
         where = f"{what}[{i}]"

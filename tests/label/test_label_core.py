@@ -261,6 +261,8 @@ def test_point_lists_to_strokes() -> None:
         ({"foreground": [[]]}, "expected a point"),
         ({"foreground": [[[1, 2], [[3, 4]]]]}, r"foreground\[0\]\[1\]"),
         ({"foreground": [[4, 4]], "background": [[5, 4]]}, "both foreground and background"),
+        ({"foreground": [[1, 1]] * 10001}, "more than 10000 points"),
+        ({"background": [[[1, 1]] * 5001] * 2}, "more than 10000 points"),
         ({"stroke_radius": -1}, "stroke_radius"),
         ({"stroke_radius": 1.5}, "stroke_radius"),
     ],
