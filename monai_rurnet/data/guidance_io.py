@@ -152,8 +152,7 @@ class GuidanceFiles:
         found = _find(self.strokes_dir, stem, STROKES_SUFFIXES) if self.strokes_dir is not None else []
         if len(found) > 1:
             raise ValueError(
-                f"{self.strokes_dir}: {len(found)} stroke files for '{stem}' ({', '.join(p.name for p in found)}); "
-                "keep one."
+                f"{len(found)} stroke files for '{stem}': {', '.join(map(str, found))}; keep one."
             )
         return found[0] if found else None
 
@@ -161,18 +160,27 @@ class GuidanceFiles:
         """The guidance files of ``stem`` (prior, strokes) that exist."""
         return [p for p in (self.prior(stem), self.strokes(stem)) if p is not None]
 
-    def orphans(self, stems: Iterable[str]) -> list[Path]:
-        """Guidance files whose stem is none of ``stems`` (no input image to refine)."""
-        known = set(stems)
+    def _listed(self) -> list[tuple[Path, str]]:
+        """``(file, stem)`` of every file of the folders named like a prior or stroke file."""
         out = []
         for folder, suffixes in ((self.prior_dir, PRIOR_SUFFIXES), (self.strokes_dir, STROKES_SUFFIXES)):
             if folder is None:
                 continue
             for p in sorted(folder.iterdir()):
                 suffix = next((s for s in suffixes if p.name.endswith(s)), None)
-                if suffix is not None and p.name[: -len(suffix)] not in known:
-                    out.append(p)
+                if suffix is not None:
+                    out.append((p, p.name[: -len(suffix)]))
         return out
+
+    def orphans(self, stems: Iterable[str]) -> list[Path]:
+        """Guidance files whose stem is none of ``stems`` (no input image to refine)."""
+        known = set(stems)
+        return [p for p, stem in self._listed() if stem not in known]
+
+    def files_of(self, stems: Iterable[str]) -> set[Path]:
+        """The (resolved) guidance files of ``stems``: not inputs themselves when a folder is the input folder."""
+        known = set(stems)
+        return {p.resolve() for p, stem in self._listed() if stem in known}
 
 
 class GuidanceRasters:

@@ -196,10 +196,13 @@ class SegmentationRunner:
         ours = {o.name for p in paths for o in self.writer.outputs(p, self.output_dir)}
         same_dir = {p.parent.resolve() for p in paths} == {self.output_dir.resolve()}
         guidance = self.guidance_files()
+        guides = guidance.files_of(p.stem for p in paths) if guidance else set()
         todo, skipped = [], 0
         for i in indices:
             p = paths[i]
             if same_dir and p.name in ours:  # our own outputs in an output folder that is the input folder
+                continue
+            if p.resolve() in guides:  # another input's prior or strokes, in the input folder
                 continue
             if not self.overwrite and self._done(p, guidance):
                 skipped += 1
