@@ -38,7 +38,6 @@ __all__ = [
     "DEFAULT_STROKE_RADIUS",
     "MAX_STROKE_RADIUS",
     "MAX_POINTS",
-    "REFINE_PARAMS",
     "REFINE_SUFFIX",
     "PRIOR_TAGS",
     "RefineRequestError",
@@ -57,8 +56,6 @@ DEFAULT_STROKE_RADIUS = 1
 MAX_STROKE_RADIUS = 32
 #: most points (clicks plus polyline vertices) one request may hold.
 MAX_POINTS = 10000
-#: params of a refinement request (documented in docs/monai_label.md).
-REFINE_PARAMS = ("foreground", "background", "stroke_radius", "prior_tag", "strokes_tag")
 #: a bundle's refinement task is served as ``<bundle>_refine``.
 REFINE_SUFFIX = "_refine"
 #: datastore tags whose newest label is the prior when the request uploads none.
@@ -75,10 +72,9 @@ def bundle_refines(bundle_dir: str | os.PathLike) -> bool:
     return "strokes_dir" in config
 
 
-def _datastore_label(
-    datastore: Any, image_id: str, labels: Mapping[str, str], tags: list[str]
-) -> tuple[str, str]:
-    """``(tag, file)`` of the newest existing label of ``image_id`` among ``tags``, else ``("", "")``."""
+def _datastore_label(datastore: Any, labels: Mapping[str, str], tags: list[str]) -> tuple[str, str]:
+    """``(tag, file)`` of the newest existing label among ``labels`` (``{tag: label id}``) tagged one of ``tags``,
+    else ``("", "")``."""
     files = {t: datastore.get_label_uri(labels[t], t) for t in tags if t in labels}
     files = {t: f for t, f in files.items() if f and os.path.isfile(f)}
     if not files:
@@ -110,13 +106,13 @@ def datastore_guidance(request: Mapping[str, Any], datastore: Any) -> dict[str, 
     labels = datastore.get_labels_by_image_id(image_id)
     if not out.get("label"):
         wanted = [tags["prior_tag"]] if tags["prior_tag"] else list(PRIOR_TAGS)
-        tag, file = _datastore_label(datastore, image_id, labels, wanted)
+        tag, file = _datastore_label(datastore, labels, wanted)
         if tags["prior_tag"] and not file:
             raise RefineRequestError(f"image {image_id!r} has no label tagged {tags['prior_tag']!r}")
         if file:
             out["label"], out["prior_source"] = file, f"datastore label {tag!r}"
     if tags["strokes_tag"]:
-        tag, file = _datastore_label(datastore, image_id, labels, [tags["strokes_tag"]])
+        tag, file = _datastore_label(datastore, labels, [tags["strokes_tag"]])
         if not file:
             raise RefineRequestError(f"image {image_id!r} has no label tagged {tags['strokes_tag']!r}")
         out["strokes"] = file
