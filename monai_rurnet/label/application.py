@@ -2,7 +2,9 @@
 
 Conf keys: ``bundles`` (comma-separated bundle folders; each model is named after its folder), or
 ``bundle_dir`` + ``models`` (comma-separated names of folders in ``bundle_dir``, default ``<app>/model`` and
-``retina_drive``); ``train`` (``true``: a trainer per bundle). Nothing is ever downloaded.
+``retina_drive``); ``train`` (``true``: a trainer per bundle). Nothing is ever downloaded. A bundle whose
+inference takes a prior and strokes is also served as ``<name>_refine`` (interactive refinement, sharing its
+loaded runner).
 
 Bundles are read, never written: each model's weights live in the app's own folder,
 ``<app>/model/<name>/model.pt``, copied (never linked) from the bundle's ``models/model.pt`` when absent. Training
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.infer_v2 import InferTask
@@ -25,7 +28,8 @@ from monailabel.utils.others.generic import strtobool
 
 import monai_rurnet
 from monai_rurnet.label.app import app_model_file
-from monai_rurnet.label.infer import RurnetInferTask
+from monai_rurnet.label.infer import RurnetInferTask, RurnetRefineTask
+from monai_rurnet.label.refine import REFINE_SUFFIX, bundle_refines, datastore_guidance
 from monai_rurnet.label.train import RurnetTrainTask
 
 __all__ = ["RurnetLabelApp", "DEFAULT_MODELS", "bundle_folders"]
@@ -72,7 +76,19 @@ class RurnetLabelApp(MONAILabelApp):
         )
 
     def init_infers(self) -> dict[str, InferTask]:
-        return {n: RurnetInferTask(b, self.model_files[n]) for n, b in self.bundles.items()}
+        infers: dict[str, InferTask] = {}
+        for n, b in self.bundles.items():
+            task = infers[n] = RurnetInferTask(b, self.model_files[n])
+            if bundle_refines(b):
+                infers[n + REFINE_SUFFIX] = RurnetRefineTask(b, self.model_files[n], segmenter=task.segmenter)
+        return infers
+
+    def infer(self, request: dict[str, Any], datastore: Any = None) -> dict[str, Any]:
+        """MONAI Label's inference; a refinement request on an image id gets its datastore labels first
+        (:func:`~monai_rurnet.label.refine.datastore_guidance`)."""
+        if isinstance(self._infers.get(request.get("model")), RurnetRefineTask):
+            request = datastore_guidance(request, datastore or self.datastore())
+        return super().infer(request, datastore)
 
     def init_trainers(self) -> dict[str, TrainTask]:
         if not strtobool(self.conf.get("train", "true")):

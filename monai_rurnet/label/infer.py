@@ -1,8 +1,10 @@
-"""The MONAI Label infer task for our bundles (needs the MONAI Label environment).
+"""The MONAI Label infer tasks for our bundles (needs the MONAI Label environment).
 
 Each request runs the bundle's own inference runner (:class:`~monai_rurnet.label.segment.BundleSegmenter`), so
 the label is the bundle CLI's ``_seg`` pixel for pixel, as label indices (``0`` background, ``1`` foreground):
 a PNG, or a GeoTIFF with the study's CRS and geotransform for TIFF studies of GeoTIFF bundles.
+:class:`RurnetRefineTask` (``<bundle>_refine``) runs the same runner with the current label as the prior and the
+annotator's strokes (:mod:`monai_rurnet.label.refine`): the bundle CLI's ``--prior_dir``/``--strokes_dir``.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from typing import Any
 
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
+from monai_rurnet.label.refine import refine_inputs
 from monai_rurnet.label.segment import BundleSegmenter
+from monai_rurnet.networks.guidance import STROKE_BACKGROUND, STROKE_FOREGROUND
 
-__all__ = ["RurnetInferTask", "bundle_labels"]
+__all__ = ["RurnetInferTask", "RurnetRefineTask", "bundle_labels"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,20 +44,34 @@ def bundle_labels(bundle_dir: str | os.PathLike) -> tuple[dict[str, int], str]:
 class RurnetInferTask(InferTask):
     """2D segmentation with a bundle's own runner and the app's copy of its weights (``model_file``).
 
-    The weights are reloaded whenever ``model_file`` changes (e.g. after ``POST /train/<model>``).
+    The weights are reloaded whenever ``model_file`` changes (e.g. after ``POST /train/<model>``). ``segmenter``
+    shares another task's loaded runner (one per bundle).
     """
+
+    infer_type = InferType.SEGMENTATION
 
     def __init__(
         self,
         bundle_dir: str | os.PathLike,
         model_file: str | os.PathLike,
         overrides: dict[str, Any] | None = None,
+        segmenter: BundleSegmenter | None = None,
     ) -> None:
         labels, description = bundle_labels(bundle_dir)
-        super().__init__(type=InferType.SEGMENTATION, labels=labels, dimension=2, description=description)
+        super().__init__(
+            type=self.infer_type, labels=labels, dimension=2, description=self.describe(description)
+        )
         self.bundle_dir = Path(bundle_dir).resolve()
         self.model_file = Path(model_file)
-        self.segmenter = BundleSegmenter(self.bundle_dir, self.model_file, overrides)
+        self.segmenter = segmenter or BundleSegmenter(self.bundle_dir, self.model_file, overrides)
+
+    def describe(self, description: str) -> str:
+        """The task's description in ``GET /info/``."""
+        return description
+
+    def segment(self, request: dict[str, Any], out_dir: str) -> tuple[Path, dict[str, Any]]:
+        """The label file of ``request`` written in ``out_dir``, and what to add to the answer's JSON."""
+        return self.segmenter.segment(request["image"], out_dir), {}
 
     def is_valid(self) -> bool:
         return self.segmenter.config_file.is_file() and self.model_file.is_file()
@@ -66,7 +84,7 @@ class RurnetInferTask(InferTask):
         start = time.perf_counter()
         out_dir = tempfile.mkdtemp(prefix="rurnet-label-")
         try:
-            label = self.segmenter.segment(request["image"], out_dir)
+            label, extra = self.segment(request, out_dir)
             fd, result = tempfile.mkstemp(prefix="rurnet-label-", suffix=label.suffix)
             os.close(fd)
             os.replace(label, result)
@@ -78,4 +96,30 @@ class RurnetInferTask(InferTask):
             "label_names": self.labels,
             "latencies": {"total": round(seconds, 3)},
             "model_sha256": self.segmenter.weights_sha256,
+            **extra,
         }
+
+
+class RurnetRefineTask(RurnetInferTask):
+    """Interactive refinement (``<bundle>_refine``): the bundle's runner from the current label with the strokes.
+
+    The request's ``label`` (a file the server saved from the upload, or the image's newest datastore label, see
+    :meth:`~monai_rurnet.label.application.RurnetLabelApp.infer`) is the prior; the strokes are its ``strokes``
+    file (0/1/2) plus the ``foreground``/``background`` point lists of its params
+    (:func:`~monai_rurnet.label.refine.refine_inputs`). Without a label it runs from the network's own ``s_0``.
+    """
+
+    infer_type = InferType.DEEPEDIT
+
+    def describe(self, description: str) -> str:
+        return f"{description}: refinement from the current label and foreground/background strokes"
+
+    def segment(self, request: dict[str, Any], out_dir: str) -> tuple[Path, dict[str, Any]]:
+        prior, strokes = refine_inputs(
+            request["image"], request, request.get("label"), request.get("strokes")
+        )
+        label = self.segmenter.segment(request["image"], out_dir, prior, strokes if strokes.any() else None)
+        counts = {"foreground": int((strokes == STROKE_FOREGROUND).sum()),
+                  "background": int((strokes == STROKE_BACKGROUND).sum())}  # fmt: skip
+        source = request.get("prior_source") or ("label" if prior is not None else "none")
+        return label, {"prior": source, "stroke_pixels": counts}

@@ -153,9 +153,34 @@ class BundleSegmenter:
             self.weights_sha256 = sha256_file(self.model_file)
         return self._runner
 
-    def segment(self, image: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    def _set_guidance(
+        self, runner: Any, image: Path, prior: np.ndarray | None, strokes: np.ndarray | None
+    ) -> None:
+        """Point the runner at this call's prior/strokes folders (``None``: none, as for a plain request)."""
+        if not hasattr(runner, "strokes_dir"):
+            if prior is not None or strokes is not None:
+                raise RuntimeError(f"the {self.bundle_dir.name} bundle's runner takes no prior or strokes.")
+            return
+        from monai_rurnet.label.refine import write_guidance
+        from monai_rurnet.runners.geotiff import GeoTiffSegmentationRunner
+
+        geotiff = isinstance(runner, GeoTiffSegmentationRunner)
+        runner.prior_dir, runner.strokes_dir = write_guidance(self._work, image, prior, strokes, geotiff)
+
+    def segment(
+        self,
+        image: str | os.PathLike,
+        out_dir: str | os.PathLike,
+        prior: np.ndarray | None = None,
+        strokes: np.ndarray | None = None,
+    ) -> Path:
         """Segment ``image`` with the bundle's runner (reloading the weights when the file changed); returns the
-        label file written in ``out_dir``."""
+        label file written in ``out_dir``.
+
+        ``prior`` (boolean ``(H, W)``, the current label) and ``strokes`` (``uint8`` 0/1/2) refine it: they are
+        written as the CLI's ``--prior_dir``/``--strokes_dir`` files (:func:`~monai_rurnet.label.refine.write_guidance`,
+        GeoTIFFs on the raster's grid for a TIFF study of a GeoTIFF runner) in the private folder for this call.
+        """
         image = Path(image)
         if not image.is_file():
             raise FileNotFoundError(f"{image}: image not found.")
@@ -164,6 +189,7 @@ class BundleSegmenter:
             try:
                 os.symlink(image.resolve(), in_dir / image.name)
                 runner = self._current_runner(in_dir, seg_dir)
+                self._set_guidance(runner, image, prior, strokes)
                 try:
                     summary = runner.run()
                 except SystemExit as e:  # the runner's "some images failed" exit; the cause is in the log

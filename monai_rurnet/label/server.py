@@ -10,6 +10,8 @@
   DICOM proxy (not used by our 2D bundles) answer 404;
 * malformed JSON ``params``/``info`` fields or train options answer 422; an uploaded file must be a plain name
   with a raster suffix (400), and the JSON ``params`` of ``/infer`` cannot change the image or the label tag;
+* ``POST /infer/<bundle>_refine`` also takes ``label`` (the current label) and ``strokes`` (0/1/2) uploads; a bad
+  refinement request (malformed points, points outside the image, images of the wrong size) answers 422;
 * ``POST /infer/<model>`` runs in a worker thread, one inference at a time in arrival order, so the server
   keeps answering (``GET /info/``) while it runs; each request's files live in a folder removed after the answer;
 * SIGTERM/SIGINT stop it within about a second (MONAI Label's own server waits for its 30 s session timer).
@@ -47,7 +49,9 @@ NAME_PARAMS = ("image", "id", "label", "tag", "label_tag")
 BLOCKED = re.compile(r"^/(session|proxy)(/|$)|^/infer/wsi")
 MODEL_ROUTE = re.compile(r"^/(infer|train|model|model/info|batch/infer)/([^/]+)/?$")
 #: ``/infer`` params that the server sets itself.
-RESERVED_PARAMS = ("model", "image", "file", "label", "session", "session_id", "save_label")
+RESERVED_PARAMS = (
+    "model", "image", "file", "label", "strokes", "prior_source", "session", "session_id", "save_label"
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,6 +147,8 @@ def create_app(allow_model_upload: bool = False) -> Any:
     from starlette.concurrency import run_in_threadpool
 
     from monai_rurnet.label.finetune import check_options
+    from monai_rurnet.label.infer import RurnetRefineTask
+    from monai_rurnet.label.refine import RefineRequestError
 
     infer_lock = asyncio.Lock()  # FIFO: concurrent /infer requests are queued, each is answered
     user_role = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_USER))
@@ -152,16 +158,20 @@ def create_app(allow_model_upload: bool = False) -> Any:
     def bad(status: int, error: Exception) -> HTTPException:
         return HTTPException(status_code=status, detail=str(error))
 
+    def upload_suffix(upload: Any, what: str) -> str:
+        """The upload's suffix (``""`` without one; 400 for a bad file name)."""
+        try:
+            return check_upload_name(upload.filename, what) if upload else ""
+        except ValueError as e:
+            raise bad(400, e) from e
+
     def check_form(params: str, upload: Any, what: str) -> tuple[dict[str, Any], str]:
         """The form's JSON params (422 when malformed) and the upload's suffix (400 for a bad file name)."""
         try:
             p = parse_params(params)
         except ValueError as e:
             raise bad(422, e) from e
-        try:
-            return p, check_upload_name(upload.filename, what) if upload else ""
-        except ValueError as e:
-            raise bad(400, e) from e
+        return p, upload_suffix(upload, what)
 
     async def infer(
         background_tasks: BackgroundTasks,
@@ -169,10 +179,16 @@ def create_app(allow_model_upload: bool = False) -> Any:
         image: str = "",
         params: str = Form("{}"),
         file: UploadFile = File(None),
+        label: UploadFile = File(None),
+        strokes: UploadFile = File(None),
         output: ResultType | None = None,
         user: User = user_role,
     ):
         p, suffix = check_form(params, file, "uploaded image")
+        uploads = {"image": (file, suffix)}
+        uploads.update(
+            {k: (u, upload_suffix(u, f"uploaded {k}")) for k, u in (("label", label), ("strokes", strokes))}
+        )
         try:
             if p.get("label_tag") is not None:
                 check_name(p["label_tag"], "label_tag")
@@ -181,15 +197,22 @@ def create_app(allow_model_upload: bool = False) -> Any:
         if not file and not image:
             raise HTTPException(status_code=422, detail="give an image id (?image=ID) or upload a file")
         instance = app_instance()
+        if (label or strokes) and not isinstance(instance._infers.get(model), RurnetRefineTask):
+            raise HTTPException(
+                status_code=422, detail=f"{model} takes no label or strokes (use a _refine model)"
+            )
         work = tempfile.mkdtemp(prefix="rurnet-request-")
         result: dict[str, Any] = {}
         try:
             request = dict(instance.info().get("config", {}).get("infer", {}))
             request.update({k: v for k, v in p.items() if k not in RESERVED_PARAMS})
             request.update({"model": model, "image": image})
-            if file:
-                request["image"] = os.path.join(work, f"upload{suffix}")
-                await run_in_threadpool(_save_upload, file, request["image"])
+            for key, (upload, ext) in uploads.items():
+                if upload:
+                    request[key] = os.path.join(work, f"{'upload' if key == 'image' else key}{ext}")
+                    await run_in_threadpool(_save_upload, upload, request[key])
+            if label:
+                request["prior_source"] = "uploaded label"
             async with infer_lock:
                 result = await run_in_threadpool(instance.infer, request)
             background_tasks.add_task(shutil.rmtree, work, True)
@@ -200,6 +223,8 @@ def create_app(allow_model_upload: bool = False) -> Any:
                 Path(result["file"]).unlink(missing_ok=True)
             if isinstance(e, HTTPException):
                 raise
+            if isinstance(e, RefineRequestError):
+                raise bad(422, e) from e
             logger.exception(f"inference of {image or 'an uploaded file'} with {model} failed")
             raise HTTPException(status_code=500, detail=f"{type(e).__name__}: {e}") from e
 

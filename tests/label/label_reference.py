@@ -30,10 +30,15 @@ def _read(path: Path) -> tuple[np.ndarray, dict]:
 
 
 def bundle_cli_labels(
-    bundle: Path, images: list[Path], work: Path, model_file: str | os.PathLike | None = None
+    bundle: Path,
+    images: list[Path],
+    work: Path,
+    model_file: str | os.PathLike | None = None,
+    **options: str,
 ) -> dict[str, tuple[np.ndarray, dict]]:
     """``{image file name: (_seg array, {"crs", "transform"} of a georeferenced _seg.tif)}`` from the bundle CLI
-    run on copies of ``images`` (with ``model_file`` instead of the shipped weights when given)."""
+    run on copies of ``images`` (with ``model_file`` instead of the shipped weights when given, and more CLI
+    ``options`` such as ``prior_dir``/``strokes_dir``)."""
     from monai.bundle import run
 
     in_dir, out_dir = work / "in", work / "out"
@@ -49,6 +54,7 @@ def bundle_cli_labels(
         device="$torch.device('cpu')",
         progress=False,
         **extra,
+        **options,
     )
     out = {}
     for p in images:

@@ -1,7 +1,8 @@
 """Loopback test of ``python -m monai_rurnet.label.serve`` with all three bundles, as a labelling client uses it.
 
 One server, started with the real CLI: ``GET /info/``; ``POST /infer`` for every bundle and study format, each
-label pixel-identical to the bundle CLI's ``_seg`` (GeoTIFF labels keep the CRS and transform); concurrent
+label pixel-identical to the bundle CLI's ``_seg`` (GeoTIFF labels keep the CRS and transform); interactive
+refinement (``/infer/<bundle>_refine``) equal to the CLI's with the same prior and strokes; concurrent
 requests; ``PUT`` labels; ``POST /train`` (1 epoch) to DONE; ``/infer`` with the new weights; every hostile request
 of issue 21 refused with a 4xx writing nothing; SIGTERM; no temporary files left.
 
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from label_reference import bundle_cli_labels, to_hwc
 from PIL import Image
 
@@ -143,6 +145,69 @@ def _train(base: str, model: str, options: dict) -> tuple[dict, set[str]]:
     return task, seen
 
 
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _check_refinement(base: str, studies: Path, references: dict, work: Path) -> None:
+    """``<bundle>_refine`` (issue 26) as a client uses it, each label equal to the bundle CLI's refined ``_seg``
+    with the same prior and strokes files: retina, the current label uploaded and DeepEdit-style points;
+    massroads GeoTIFF, strokes from a datastore label tag and no prior (the study has no final/original label)."""
+    from monai_rurnet.label.refine import refine_inputs, write_guidance
+
+    current = (references["retina_drive"]["ret_png.png"][0] > 0).astype(np.uint8)
+    (work / "current.png").write_bytes(_png(current))
+    ys, xs = np.nonzero(current == 0)
+    yf, xf = np.nonzero(current)
+    params = {"foreground": [[int(xs[len(xs) // 2]), int(ys[len(ys) // 2])]],
+              "background": [[int(xf[len(xf) // 2]), int(yf[len(yf) // 2])]]}  # fmt: skip
+    strokes = np.zeros(current.shape, np.uint8)
+    strokes[:, :6] = 1  # background strokes along the left edge, uploaded as a stroke image
+    (work / "strokes.png").write_bytes(_png(strokes))
+    form = _form({"params": (None, json.dumps(params).encode()), "label": ("current.png", _png(current)),
+                  "strokes": ("strokes.png", _png(strokes))})  # fmt: skip
+    status, body, ctype = _request(
+        "POST", f"{base}/infer/retina_drive_refine?image=ret_png&output=all", *form
+    )
+    assert status == 200, body[:500]
+    answer, image = _multipart(body, ctype)
+    refined = _label(image)[0]
+    prior, smap = refine_inputs(studies / "ret_png.png", params, work / "current.png", work / "strokes.png")
+    assert answer["prior"] == "uploaded label", answer
+    assert answer["stroke_pixels"] == {
+        "foreground": int((smap == 2).sum()),
+        "background": int((smap == 1).sum()),
+    }
+    assert (refined[smap == 2] == 1).all() and (refined[smap == 1] == 0).all(), "strokes not honoured"
+    dirs = write_guidance(work / "ret", studies / "ret_png.png", prior, smap)
+    ref = bundle_cli_labels(BUNDLES["retina_drive"], [studies / "ret_png.png"], work / "cli_ret",
+                            prior_dir=str(dirs[0]), strokes_dir=str(dirs[1]))["ret_png.png"][0]  # fmt: skip
+    assert np.array_equal(refined, (ref > 0).astype(np.uint8)), "refined label differs from the CLI's"
+
+    # massroads: the strokes are a datastore label (tag "strokes"), the answer a GeoTIFF on the raster's grid
+    roads = references["massroads"]["roads_geo.tif"][0] > 0
+    smap = np.zeros(roads.shape, np.uint8)
+    smap[np.nonzero(roads)[0][0], np.nonzero(roads)[1][0]] = 1
+    smap[5:8, 5:40][~roads[5:8, 5:40]] = 2
+    status, body, _ = _request("PUT", f"{base}/datastore/label?image=roads_geo&tag=strokes",
+                               *_form({"label": ("roads_geo.png", _png(smap))}))  # fmt: skip
+    assert status == 200, body
+    params = {"strokes_tag": "strokes"}
+    form = _form({"params": (None, json.dumps(params).encode())})
+    status, body, ctype = _request("POST", f"{base}/infer/massroads_refine?image=roads_geo&output=all", *form)
+    assert status == 200, body[:500]
+    answer, image = _multipart(body, ctype)
+    refined, geo = _label(image)
+    assert answer["prior"] == "none" and geo == references["massroads"]["roads_geo.tif"][1], (answer, geo)
+    assert (refined[smap == 2] == 1).all() and (refined[smap == 1] == 0).all(), "strokes not honoured"
+    dirs = write_guidance(work / "roads", studies / "roads_geo.tif", None, smap, geotiff=True)
+    ref = bundle_cli_labels(BUNDLES["massroads"], [studies / "roads_geo.tif"], work / "cli_roads",
+                            strokes_dir=str(dirs[1]))["roads_geo.tif"][0]  # fmt: skip
+    assert np.array_equal(refined, (ref > 0).astype(np.uint8)), "refined roads label differs from the CLI's"
+
+
 def _files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
@@ -163,6 +228,9 @@ def test_serve_all_bundles_over_http(label_python: str, tmp_path: Path) -> None:
         "MONAI_RURNET_LABEL_PYTHON": label_python,
         "OMP_NUM_THREADS": "2",
     }
+    # the CLI references run in this process with the server's thread count: float sums, hence borderline pixels,
+    # depend on it (17 of 10752 roads pixels differ between 1 and 2 threads)
+    torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
     log = tmp_path / "server.log"
     shipped = {n: sha256_file(b / "models" / "model.pt") for n, b in BUNDLES.items()}
     with open(log, "wb") as out:
@@ -176,7 +244,9 @@ def test_serve_all_bundles_over_http(label_python: str, tmp_path: Path) -> None:
             info = wait_until_ready(base, timeout=300, proc=proc)
         except (TimeoutError, RuntimeError) as e:
             fail(str(e))
-        assert set(info["models"]) == set(BUNDLES) and set(info["trainers"]) == set(BUNDLES), info
+        refiners = {"retina_drive_refine", "massroads_refine"}
+        assert set(info["models"]) == set(BUNDLES) | refiners and set(info["trainers"]) == set(BUNDLES), info
+        assert info["models"]["retina_drive_refine"]["type"] == "deepedit", info
         assert info["models"]["retina_drive"]["labels"] == {"vessel": 1}
         assert info["models"]["massroads"]["dimension"] == 2
         workdir = next(tmp.glob("rurnet-label-*"))  # serve's own app folder (no --workdir given)
@@ -202,6 +272,10 @@ def test_serve_all_bundles_over_http(label_python: str, tmp_path: Path) -> None:
                 assert geo == ref_geo, (f, geo, ref_geo)
                 if f == "roads_geo.tif":
                     assert str(geo["crs"]).endswith("26986") and geo["transform"].c == 230000.0, geo
+
+        # 1b. interactive refinement: uploaded label, points, strokes images; each as the CLI refines it
+        (tmp_path / "refine").mkdir()
+        _check_refinement(base, studies, references, tmp_path / "refine")
 
         # 2. responsive: /info/ answers while an inference runs; concurrent requests are queued and all answered
         results: dict[int, tuple] = {}
@@ -248,6 +322,12 @@ def test_serve_all_bundles_over_http(label_python: str, tmp_path: Path) -> None:
             ("POST", "/train/retina_drive", b'{"max_epochs": "many"}', {"Content-Type": "application/json"}, 422),
             ("POST", "/train/unknown_model", b"{}", {"Content-Type": "application/json"}, 404),
             ("PUT", "/session/", *_form({"files": ("x.png", png.getvalue())}), 404),
+            ("POST", "/infer/retina_drive_refine?image=ret_png", *_form({"params": (None, b'{"foreground": [[144, 0]]}')}), 422),
+            ("POST", "/infer/retina_drive_refine?image=ret_png", *_form({"params": (None, b'{"background": "1,2"}')}), 422),
+            ("POST", "/infer/retina_drive_refine?image=ret_png", *_form({"params": (None, b'{"prior_tag": "../x"}')}), 422),
+            ("POST", "/infer/retina_drive_refine?image=ret_png", *_form({"strokes": ("s.png", _png(np.zeros((9, 9), np.uint8)))}), 422),
+            ("POST", "/infer/retina_drive_refine?image=ret_png", *_form({"label": ("../l.png", png.getvalue())}), 400),
+            ("POST", "/infer/retina_drive?image=ret_png", *_form({"label": ("l.png", png.getvalue())}), 422),
         ]  # fmt: skip
         for method, path, data, headers, expected in hostile:
             status, body, _ = _request(method, base + path, data, headers)
