@@ -6,8 +6,9 @@ at a time on the largest remaining error inside the FOV (:func:`monai_rurnet.dat
 foreground stroke on a missed vessel, a background stroke on a false one. Three ways to use the strokes, each
 with the annotator reacting to its own errors:
 
-* **refine**: the bundle's inference with ``--prior_dir`` (the current result as ``<stem>_prob.png``) and
-  ``--strokes_dir`` (all strokes so far as ``<stem>_strokes.png``), exactly the CLI path;
+* **refine**: the bundle's inference with ``--prior_dir`` (an earlier result as ``<stem>_prob.png``: the first
+  prediction, or with ``--prior latest`` the current result) and ``--strokes_dir`` (all strokes so far as
+  ``<stem>_strokes.png``), exactly the CLI path;
 * **paste**: the strokes pasted into the first prediction;
 * **scratch**: the bundle's inference from the network's own ``s_0`` with the strokes only.
 
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from robustness_drive import BUNDLE, Triple, _blur, _darker, _jpeg, _rescale, build_runner
+from robustness_drive import BUNDLE, Triple, _blur, _darker, _jpeg, _rescale, build_runner, predict_file
 
 from monai_rurnet.data.strokes import add_strokes, apply_strokes
 from monai_rurnet.metrics import VesselMetrics, apply_fov
@@ -78,7 +79,7 @@ class Session:
         Image.fromarray(self.strokes).save(strokes_dir / f"{self.stem}_strokes.png")
         self.runner.prior_dir, self.runner.strokes_dir = prior_dir, strokes_dir
         try:
-            prob, _ = self.runner.predict(self.image)
+            prob = predict_file(self.runner, self.image)
         finally:
             self.runner.prior_dir = self.runner.strokes_dir = None
         return prob
@@ -87,9 +88,11 @@ class Session:
         add_strokes(pred, self.label, 1, self.strokes, valid=self.fov)
 
 
-def run_image(runner, work: Path, stem: str, image: Path, label: np.ndarray, fov: np.ndarray) -> dict:
+def run_image(
+    runner, work: Path, stem: str, image: Path, label: np.ndarray, fov: np.ndarray, prior: str = "first"
+) -> dict:
     """F1 after each stroke count for every method, and the frames of the refine session."""
-    first, _ = runner.predict(image)
+    first = predict_file(runner, image)
     scores = {m: {} for m in METHODS}
     frames = []
     for method in METHODS:
@@ -101,7 +104,8 @@ def run_image(runner, work: Path, stem: str, image: Path, label: np.ndarray, fov
                 if method == "paste":
                     prob = apply_strokes(first >= 0.5, s.strokes).astype(np.float32)
                 else:
-                    prob = s.predict(prob if method == "refine" else None)
+                    start = prob if prior == "latest" else first
+                    prob = s.predict(start if method == "refine" else None)
             if n in COUNTS:
                 scores[method][n] = vessel_f1(prob >= 0.5, label, fov)
             if method == "refine":
@@ -138,6 +142,7 @@ def main() -> None:
     ap.add_argument("--ids", default="37,38,39,40", help="held-out DRIVE training ids")
     ap.add_argument("--out", default=None, help="write the Markdown table here")
     ap.add_argument("--frames", default=None, help="write the docs' PNG frames here")
+    ap.add_argument("--prior", choices=("first", "latest"), default="first", help="refine from this result")
     args = ap.parse_args()
     data = Path(args.data) / "training"
     ids = [int(i) for i in args.ids.split(",")]
@@ -161,7 +166,7 @@ def main() -> None:
                 src = work / f"{i}.png"
                 img.save(src)
                 label, fov_mask = np.asarray(lab) > 127, np.asarray(fov) > 127
-                result = run_image(runner, work, str(i), src, label, fov_mask)
+                result = run_image(runner, work, str(i), src, label, fov_mask, args.prior)
                 per_image.append(result["scores"])
                 print(cond, i, {m: round(s[5], 4) for m, s in result["scores"].items()}, flush=True)
                 if args.frames and cond != "DRIVE as is" and i == ids[0]:
@@ -170,7 +175,8 @@ def main() -> None:
                 means = [np.mean([s[m][n] for s in per_image]) for n in COUNTS]
                 lines.append(f"| {cond} | {m} | " + " | ".join(f"{v:.4f}" for v in means) + " |")
     table = "\n".join(lines)
-    print(f"\nVessel F1 inside the FOV, DRIVE training ids {ids}, model {args.model}\n\n{table}")
+    title = f"Vessel F1 inside the FOV, DRIVE training ids {ids}, model {args.model}, prior {args.prior}"
+    print(f"\n{title}\n\n{table}")
     if args.out:
         Path(args.out).write_text(table + "\n")
 

@@ -84,6 +84,7 @@ CONDITIONS: dict[str, Callable[[Triple], Triple]] = {
 
 
 def build_runner(model: str, rescale: bool, work: Path) -> FolderSegmentationRunner:
+    """The retina bundle's runner (its inference.json) on the images of ``work``, writing to ``work/out``."""
     parser = ConfigParser()
     parser.read_config(str(BUNDLE / "configs" / "inference.json"))
     parser["bundle_root"] = str(BUNDLE)
@@ -92,11 +93,21 @@ def build_runner(model: str, rescale: bool, work: Path) -> FolderSegmentationRun
         parser.get_parsed_content("network"),
         ImageFolderDataset(work, parser.get_parsed_content("preprocessing")),
         parser.get_parsed_content("inferer"),
-        output_dir=work,
+        output_dir=work / "out",
         weights=model,
         progress=False,
         rescaler=FOVRescaler() if rescale else None,
     )
+
+
+def predict_file(runner: FolderSegmentationRunner, path: Path) -> np.ndarray:
+    """Vessel probability ``(H, W)`` of the image file ``path`` (in the runner's folder) as the bundle CLI writes it
+    (``<stem>_prob.png``), with the runner's current ``prior_dir`` / ``strokes_dir``."""
+    runner.dataset.refresh()
+    index = next(i for i, d in enumerate(runner.dataset.data) if Path(d["image"]).name == path.name)
+    runner.process(index)
+    with Image.open(runner.output_dir / f"{path.stem}_prob.png") as im:
+        return np.asarray(im, dtype=np.float32) / 255.0
 
 
 def main() -> None:
@@ -135,7 +146,7 @@ def main() -> None:
                     torch.from_numpy(np.asarray(fov) > 127)[None, None],
                 )
                 for col, runner in runners.items():
-                    prob, _ = runner.predict(src)
+                    prob = predict_file(runner, src)
                     metrics[col](torch.from_numpy(prob)[None, None], y)
             results[cond] = {col: m.aggregate() for col, m in metrics.items()}
             print(cond, {col: round(r["f1"], 4) for col, r in results[cond].items()}, flush=True)

@@ -51,7 +51,10 @@ def _stroke_pixels(component: np.ndarray, length: int) -> np.ndarray:
     """
     dist = ndimage.distance_transform_edt(np.pad(component, 1))[(slice(1, -1),) * component.ndim]
     core = component & (dist >= max(1.0, 0.5 * float(dist.max())))
-    deepest = np.argwhere(dist >= dist.max() - 0.5)  # the most interior pixels; the middle one is the centre
+    # the centre: the middle of the connected run of most interior pixels around the deepest one (the thickest
+    # part of the error, e.g. the widest missed vessel of a missed tree)
+    runs, _ = ndimage.label(dist >= dist.max() - 0.5, np.ones((3,) * component.ndim, dtype=bool))
+    deepest = np.argwhere(runs == runs.flat[int(np.argmax(dist))])
     middle = deepest[int(np.argmin(((deepest - deepest.mean(axis=0)) ** 2).sum(axis=1)))]
     centre = tuple(int(v) for v in middle)
     offsets = [o for o in np.ndindex(*(3,) * component.ndim) if o != (1,) * component.ndim]
