@@ -10,8 +10,10 @@ it runs on its own (``python -m monai.bundle run --config_file OUT/configs/train
 * ``configs/train.json``: the shared trainer merged with the bundle's ``train.json`` (every key explicit);
 * ``configs/evaluate.json`` / ``configs/multi_gpu_train.json``: what the shared and the bundle's fragments change
   on top of that ``train.json`` (top-level keys);
-* everything else (inference config, metadata, logging config, docs, license, sample data) copied, and
-  ``models/model.pt`` copied byte for byte (same weights).
+* ``configs/inference.json``: the bundle's, plus the keys MONAI Label's stock ``BundleInferTask`` reads
+  (:func:`label_inference_config`), so that its ``monaibundle`` app returns the runner's label;
+* everything else (metadata, logging config, docs, license, sample data) copied, and ``models/model.pt`` copied
+  byte for byte (same weights).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "merged_config",
     "shared_configs_dir",
     "missing_train_properties",
+    "label_inference_config",
     "export_bundle",
     "main",
 ]
@@ -82,6 +85,74 @@ def missing_train_properties(config: dict[str, Any]) -> list[str]:
     return [p for p in TRAIN_PROPERTIES if p not in parser]
 
 
+def _geotiff_runner_preprocessing() -> list[dict[str, Any]]:
+    """Load, 3 channels in [0, 1] (kept as ``display``), ImageNet normalisation: what the GeoTIFF runner does to
+    each window (:func:`~monai_rurnet.data.geotiff.normalize_bands`), for a whole image in memory."""
+    from monai_rurnet.runners.geotiff import IMAGENET_MEAN, IMAGENET_STD
+
+    reader = {"_target_": "monai_rurnet.data.readers.TiffFallbackPILReader", "reverse_indexing": False,
+              "converter": {"_target_": "monai_rurnet.transforms.pil_standard_mode", "_mode_": "callable"}}  # fmt: skip
+    return [
+        {"_target_": "LoadImaged", "keys": "image", "reader": reader, "image_only": True},
+        {"_target_": "EnsureChannelFirstd", "keys": "image"},
+        {"_target_": "monai_rurnet.transforms.EnsureChannelsd", "keys": "image", "channels": 3},
+        {"_target_": "monai_rurnet.transforms.ToUnitRanged", "keys": "image"},
+        {"_target_": "CopyItemsd", "keys": "image", "names": "display"},
+        {"_target_": "NormalizeIntensityd", "keys": "image", "subtrahend": list(IMAGENET_MEAN),
+         "divisor": list(IMAGENET_STD), "channel_wise": True},
+    ]  # fmt: skip
+
+
+def label_inference_config(inference: dict[str, Any]) -> dict[str, Any]:
+    """``inference`` (a bundle's ``inference.json``) with the keys MONAI Label's stock ``BundleInferTask`` reads.
+
+    ``BundleInferTask`` runs ``pre_transforms`` (it prefers them to ``preprocessing``), ``inferer`` and
+    ``post_transforms`` (preferred to ``postprocessing``) and writes ``pred`` with ITK, with the request's
+    options merged over ``displayable_configs``. Added:
+
+    * ``pre_transforms``: the bundle's ``preprocessing`` (the GeoTIFF runner's normalisation for a bundle without
+      one), then :class:`~monai_rurnet.transforms.FOVResized` when the runner rescales by the field of view;
+    * ``post_transforms``: :class:`~monai_rurnet.transforms.ForegroundLabeld` (probabilities back to the input
+      grid, ``>= threshold``, void pixels for the GeoTIFF runner): a 2D uint8 0/1 label of the image's size;
+    * ``displayable_configs``: ``result_extension`` ``.png`` (lossless whatever the study's format);
+    * for the GeoTIFF runner, whose ``inferer`` runs each batch of patches: that inferer becomes
+      ``patch_inferer`` (the runner's, unchanged) and ``inferer`` the same global sliding window
+      (:class:`~monai_rurnet.inferers.PatchwiseInferer`) over the whole image.
+
+    The runner (``evaluator``) is built from the same values: ``python -m monai.bundle run`` on the copy writes
+    what it writes on the bundle.
+    """
+    config = json.loads(json.dumps(inference))
+    evaluator = config.get("evaluator", {})
+    geotiff = str(evaluator.get("_target_", "")).endswith("GeoTiffSegmentationRunner")
+    if geotiff:
+        config["patch_inferer"] = config["inferer"]
+        evaluator["inferer"] = "@patch_inferer"
+        sliding = {"_target_": "SlidingWindowInferer", "roi_size": "@roi_size", "sw_batch_size": "@sw_batch_size",
+                   "overlap": "@sw_overlap", "mode": "gaussian"}  # fmt: skip
+        config["inferer"] = {"_target_": "monai_rurnet.inferers.PatchwiseInferer", "sliding": sliding,
+                             "inferer": "@patch_inferer"}  # fmt: skip
+        config["pre_transforms"] = _geotiff_runner_preprocessing()
+    elif "preprocessing" in config:
+        fov = " + [@fov_resize]" if "rescaler" in config else ""
+        if fov:
+            config["fov_resize"] = {"_target_": "monai_rurnet.transforms.FOVResized", "keys": "image",
+                                    "rescaler": "@rescaler"}  # fmt: skip
+        config["pre_transforms"] = f"$list(@preprocessing.transforms){fov}"
+    else:
+        raise ValueError("the inference config has no preprocessing and no GeoTIFF runner")
+    label = {
+        "_target_": "monai_rurnet.transforms.ForegroundLabeld",
+        "keys": "pred",
+        "threshold": "@threshold",
+    }
+    if geotiff:
+        label["void_value"] = 1.0  # white (255) in all bands, as the runner's void_value
+    config["post_transforms"] = [label]
+    config["displayable_configs"] = {"result_extension": ".png"}
+    return config
+
+
 def _write_json(obj: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(obj, indent=4) + "\n")
 
@@ -115,6 +186,8 @@ def export_bundle(
     try:
         shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(*IGNORED))
         _write_json(train, tmp / "configs" / "train.json")
+        inference = json.loads((src / "configs" / "inference.json").read_text())
+        _write_json(label_inference_config(inference), tmp / "configs" / "inference.json")
         for name in ("evaluate.json", "multi_gpu_train.json"):
             own = src / "configs" / name
             if not own.is_file():
