@@ -7,9 +7,11 @@ it runs on its own (``python -m monai.bundle run --config_file OUT/configs/train
 ``"['OUT/configs/train.json','OUT/configs/evaluate.json']"``) and tools that read a bundle's own
 ``configs/train.json`` (e.g. MONAI Label's ``BundleTrainTask``) find the trainer in it:
 
-* ``configs/train.json``: the shared trainer merged with the bundle's ``train.json`` (every key explicit);
+* ``configs/train.json``: the shared trainer merged with the bundle's ``train.json`` (every key explicit), with
+  the copy's own folders (:func:`label_train_config`: the best weights replace the copy's ``models/model.pt``,
+  each run checkpoints in a new ``runs/<date-time>/``);
 * ``configs/evaluate.json`` / ``configs/multi_gpu_train.json``: what the shared and the bundle's fragments change
-  on top of that ``train.json`` (top-level keys);
+  on top of that ``train.json`` (top-level keys; multi-GPU training with the copy's folders too);
 * ``configs/inference.json``: the bundle's, plus the keys MONAI Label's stock ``BundleInferTask`` reads
   (:func:`label_inference_config`), so that its ``monaibundle`` app returns the runner's label;
 * everything else (metadata, logging config, docs, license, sample data) copied, and ``models/model.pt`` copied
@@ -33,6 +35,7 @@ __all__ = [
     "shared_configs_dir",
     "missing_train_properties",
     "label_inference_config",
+    "label_train_config",
     "export_bundle",
     "main",
 ]
@@ -153,6 +156,28 @@ def label_inference_config(inference: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def label_train_config(train: dict[str, Any]) -> dict[str, Any]:
+    """``train`` (a merged train config) as a self-contained copy trains, e.g. from MONAI Label's stock app.
+
+    * ``model_file``: ``<copy>/models/model.pt``: the best weights by validation replace the copy's, which its
+      inference (and MONAI Label's, which reloads them) uses. The repository trains into ``runs/`` instead.
+    * ``ckpt_dir``: a new ``<copy>/runs/<date-time>/`` per run (resume checkpoint, TensorBoard logs), so that a
+      second training starts from the current weights instead of resuming the finished first one (resume a
+      killed run with ``--ckpt_dir`` that folder).
+    * ``val_interval`` through ``displayable_configs`` (default the bundle's), an option of MONAI Label's
+      ``POST /train/<model>``: weights are only saved when a validation runs.
+    """
+    config = json.loads(json.dumps(train))
+    imports = config.setdefault("imports", [])
+    if "$import time" not in imports:
+        imports.append("$import time")
+    config["ckpt_dir"] = "$os.path.join(@bundle_root, 'runs', time.strftime('%Y%m%d-%H%M%S'))"
+    config["model_file"] = "$@bundle_root + '/models/model.pt'"
+    config["displayable_configs"] = {"val_interval": config["val_interval"]}
+    config["val_interval"] = "@displayable_configs#val_interval"
+    return config
+
+
 def _write_json(obj: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(obj, indent=4) + "\n")
 
@@ -185,7 +210,8 @@ def export_bundle(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(*IGNORED))
-        _write_json(train, tmp / "configs" / "train.json")
+        copy_train = label_train_config(train)
+        _write_json(copy_train, tmp / "configs" / "train.json")
         inference = json.loads((src / "configs" / "inference.json").read_text())
         _write_json(label_inference_config(inference), tmp / "configs" / "inference.json")
         for name in ("evaluate.json", "multi_gpu_train.json"):
@@ -193,7 +219,10 @@ def export_bundle(
             if not own.is_file():
                 continue
             full = merged_config([*train_files, shared / SHARED_CONFIGS[name], own])
-            _write_json({k: v for k, v in full.items() if train.get(k) != v}, tmp / "configs" / name)
+            if name == "multi_gpu_train.json":
+                full = label_train_config(full)
+            diff = {k: v for k, v in full.items() if copy_train.get(k) != v}
+            _write_json(diff, tmp / "configs" / name)
         shutil.copyfile(src / "models" / "model.pt", tmp / "models" / "model.pt")
         os.replace(tmp, out)
     finally:

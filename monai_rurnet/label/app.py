@@ -189,10 +189,13 @@ def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def start_server(
-    cmd: Sequence[str], log_file: str | os.PathLike | None = None, env: Mapping[str, str] | None = None
+    cmd: Sequence[str],
+    log_file: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
 ):
-    """Start the server in its own process group (so ``stop_server`` can end all of it); output goes to
-    ``log_file`` or, without one, to this process's stdout."""
+    """Start the server in its own process group (so ``stop_server`` can end all of it), in ``cwd`` (default this
+    process's working folder); output goes to ``log_file`` or, without one, to this process's stdout."""
     out = open(log_file, "ab") if log_file else None  # noqa: SIM115 (handed to the child)
     try:
         return subprocess.Popen(
@@ -201,6 +204,7 @@ def start_server(
             stderr=subprocess.STDOUT if out else None,
             stdin=subprocess.DEVNULL,
             env=dict(env or server_env()),
+            cwd=cwd,
             start_new_session=True,
         )
     finally:

@@ -14,6 +14,7 @@ from PIL import Image
 from monai_rurnet.bundle.export import (
     export_bundle,
     label_inference_config,
+    label_train_config,
     merged_config,
     missing_train_properties,
 )
@@ -26,14 +27,23 @@ def test_export_is_self_contained(name: str, tmp_path: Path) -> None:
     src = REPO / "bundles" / name
     out = export_bundle(src, tmp_path / name)
     train = json.loads((out / "configs" / "train.json").read_text())
-    # the network comes from inference.json, which the README's training command lists first
-    assert train == merged_config(
+    # the network comes from inference.json, which the README's training command lists first; the copy trains
+    # into its own folders
+    merged = merged_config(
         [
             src / "configs" / "inference.json",
             REPO / "configs" / "train_base.json",
             src / "configs" / "train.json",
         ]
     )
+    assert train == label_train_config(merged)
+    assert {k for k in train if train[k] != merged.get(k)} == {
+        "imports",
+        "ckpt_dir",
+        "model_file",
+        "val_interval",
+        "displayable_configs",
+    }
     assert "train" in train and "validate" in train and not missing_train_properties(train)
     assert (out / "models" / "model.pt").read_bytes() == (src / "models" / "model.pt").read_bytes()
     for f in ("metadata.json", "logging.conf"):
@@ -54,7 +64,11 @@ def test_export_is_self_contained(name: str, tmp_path: Path) -> None:
     # evaluate.json on top of the exported train.json is the shared evaluation merged as the README runs it
     full = merged_config([src / "configs" / "inference.json", REPO / "configs" / "train_base.json", src / "configs" / "train.json",
                           REPO / "configs" / "evaluate_base.json", src / "configs" / "evaluate.json"])  # fmt: skip
-    assert merged_config([out / "configs" / "train.json", out / "configs" / "evaluate.json"]) == full
+    evaluation = merged_config([out / "configs" / "train.json", out / "configs" / "evaluate.json"])
+    assert evaluation == {
+        **full,
+        "displayable_configs": train["displayable_configs"],
+    }  # MONAI Label's, unused
     assert not list(tmp_path.glob(".*tmp*"))
     with pytest.raises(FileExistsError):
         export_bundle(src, out)
