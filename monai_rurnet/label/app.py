@@ -89,6 +89,18 @@ def find_label_python(check: bool = True) -> str | None:
     return None
 
 
+def stock_sample_app(python: str, name: str = "monaibundle") -> Path:
+    """MONAI Label's stock sample app ``name`` in the label environment of ``python``
+    (``<sys.prefix>/monailabel/sample-apps/<name>``); ``FileNotFoundError`` if it is not there."""
+    prefix = subprocess.run(
+        [python, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    app = Path(prefix) / "monailabel" / "sample-apps" / name
+    if not (app / "main.py").is_file():
+        raise FileNotFoundError(f"{app}: MONAI Label's {name} sample app is not in the label environment.")
+    return app
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

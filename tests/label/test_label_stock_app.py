@@ -10,9 +10,10 @@ weights in the app's copy, and ``/infer`` with them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
-import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,14 @@ from label_client import need_label_python, put_label, read_label, request, trai
 from label_reference import bundle_cli_labels
 
 from monai_rurnet.bundle.export import export_bundle
-from monai_rurnet.label import free_port, server_env, start_server, stop_server, wait_until_ready
+from monai_rurnet.label import (
+    free_port,
+    server_env,
+    start_server,
+    stock_sample_app,
+    stop_server,
+    wait_until_ready,
+)
 from monai_rurnet.label.segment import sha256_file
 from monai_rurnet.utils import load_state_dict_file
 
@@ -81,17 +89,6 @@ def test_exported_label_keys_give_the_cli_label(name: str, tmp_path: Path) -> No
         assert np.array_equal(label, (refs[f][0] > 0).astype(np.uint8)), f
 
 
-def _sample_app(python: str) -> Path:
-    """The stock ``monaibundle`` sample app of the label environment (``<prefix>/monailabel/sample-apps``)."""
-    prefix = subprocess.run(
-        [python, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    app = Path(prefix) / "monailabel" / "sample-apps" / "monaibundle"
-    if not (app / "main.py").is_file():
-        pytest.skip(f"{app}: the stock monaibundle sample app is not in the label environment")
-    return app
-
-
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a > 0, b > 0
     return 1.0 if not (a.any() or b.any()) else 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
@@ -102,7 +99,11 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 def test_stock_monaibundle_app_over_http(tmp_path: Path) -> None:
     python = need_label_python(BUNDLES)
     app = tmp_path / "app"
-    shutil.copytree(_sample_app(python), app, ignore=shutil.ignore_patterns("__pycache__"))
+    try:
+        sample = stock_sample_app(python)
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    shutil.copytree(sample, app, ignore=shutil.ignore_patterns("__pycache__"))
     for name, bundle in BUNDLES.items():
         export_bundle(bundle, app / "model" / name)
     studies = tmp_path / "studies"
@@ -166,3 +167,10 @@ def test_stock_monaibundle_app_over_http(tmp_path: Path) -> None:
         assert np.array_equal(read_label(body)[0], (ref["hand_png.png"][0] > 0).astype(np.uint8))
     finally:
         stop_server(proc)
+
+
+def test_stock_sample_app_is_looked_up_in_the_label_environment() -> None:
+    if importlib.util.find_spec("monailabel") is not None:
+        pytest.skip("this interpreter is a MONAI Label environment")
+    with pytest.raises(FileNotFoundError, match="monaibundle sample app"):
+        stock_sample_app(sys.executable)  # the core environment has no MONAI Label
