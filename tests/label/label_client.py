@@ -6,21 +6,33 @@ from __future__ import annotations
 import email
 import io
 import json
+import subprocess
 import time
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
 from label_reference import to_hwc
 from PIL import Image
 
-from monai_rurnet.label import find_label_python
+from monai_rurnet.label import find_label_python, wait_until_ready
+
+REPO = Path(__file__).resolve().parents[2]
+#: the repository's bundles, as the label tests serve them
+BUNDLES = {b: REPO / "bundles" / b for b in ("retina_drive", "massroads", "handseg")}
+HOST = "127.0.0.1"
 
 __all__ = [
+    "REPO",
+    "BUNDLES",
+    "HOST",
     "need_label_python",
+    "fail_with_log",
+    "server_info",
     "write_studies",
     "request",
     "form",
@@ -43,6 +55,19 @@ def need_label_python(bundles: dict[str, Path]) -> str:
             "or set MONAI_RURNET_LABEL_PYTHON to its python"
         )
     return python
+
+
+def fail_with_log(log: Path, msg: str) -> NoReturn:
+    """Fail the test with ``msg`` and the end of the server's log."""
+    pytest.fail(f"{msg}\n--- server log ---\n{log.read_text(errors='replace')[-6000:]}")
+
+
+def server_info(base: str, proc: subprocess.Popen, log: Path, timeout: float = 300) -> dict:
+    """``GET /info/`` once the server started as ``proc`` answers; fails the test with its log otherwise."""
+    try:
+        return wait_until_ready(base, timeout=timeout, proc=proc)
+    except (TimeoutError, RuntimeError) as e:
+        fail_with_log(log, str(e))
 
 
 def write_studies(folder: Path, retina_size: tuple[int, int] = (160, 144)) -> dict[str, list[str]]:

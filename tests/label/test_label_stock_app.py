@@ -19,7 +19,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from label_client import need_label_python, put_label, read_label, request, train, write_studies
+from label_client import (
+    BUNDLES,
+    HOST,
+    fail_with_log,
+    need_label_python,
+    put_label,
+    read_label,
+    request,
+    server_info,
+    train,
+    write_studies,
+)
 from label_reference import bundle_cli_labels
 
 from monai_rurnet.bundle.export import export_bundle
@@ -29,14 +40,10 @@ from monai_rurnet.label import (
     start_server,
     stock_sample_app,
     stop_server,
-    wait_until_ready,
 )
 from monai_rurnet.label.segment import sha256_file
 from monai_rurnet.utils import load_state_dict_file
 
-REPO = Path(__file__).resolve().parents[2]
-BUNDLES = {b: REPO / "bundles" / b for b in ("retina_drive", "massroads", "handseg")}
-HOST = "127.0.0.1"
 SERVER_THREADS = 1
 RETINA_SIZE = (80, 72)  # rescaled 3x to DRIVE's field of view by the retina runner
 #: the studies of each bundle that the stock app segments (write_studies names; every label comes back as PNG)
@@ -118,14 +125,8 @@ def test_stock_monaibundle_app_over_http(tmp_path: Path) -> None:
     env = server_env({"OMP_NUM_THREADS": str(SERVER_THREADS), "TMPDIR": str(tmp_path / "tmp")})
     proc = start_server(cmd, log, env, cwd=tmp_path)  # trainings write nothing in the repository
 
-    def fail(msg: str) -> None:
-        pytest.fail(f"{msg}\n--- server log ---\n{log.read_text(errors='replace')[-6000:]}")
-
     try:
-        try:
-            info = wait_until_ready(base, timeout=300, proc=proc)
-        except (TimeoutError, RuntimeError) as e:
-            fail(str(e))
+        info = server_info(base, proc, log)
         assert set(BUNDLES) <= set(info["models"]) and set(BUNDLES) <= set(info["trainers"]), info
         assert info["models"]["retina_drive"]["labels"] == {"vessel": 1}
         assert all(info["models"][n]["dimension"] == 2 for n in BUNDLES)
@@ -138,7 +139,7 @@ def test_stock_monaibundle_app_over_http(tmp_path: Path) -> None:
                 image_id = Path(f).stem
                 status, body, _ = request("POST", f"{base}/infer/{name}?image={image_id}&output=image", b"")
                 if status != 200:
-                    fail(f"/infer/{name}?image={image_id}: {status} {body[:500]!r}")
+                    fail_with_log(log, f"/infer/{name}?image={image_id}: {status} {body[:500]!r}")
                 label, _ = read_label(body)
                 ref = (refs[f][0] > 0).astype(np.uint8)
                 assert body[:8] == b"\x89PNG\r\n\x1a\n", f
@@ -156,7 +157,7 @@ def test_stock_monaibundle_app_over_http(tmp_path: Path) -> None:
             base, "handseg", {"max_epochs": 1, "device": "cpu", "val_split": 0.5, "val_interval": 1}
         )
         if task["status"] != "DONE":
-            fail(f"training ended {task['status']}: {task.get('details')}")
+            fail_with_log(log, f"training ended {task['status']}: {task.get('details')}")
         assert sha256_file(weights) != before, "the stock training did not write new weights"
         assert sha256_file(BUNDLES["handseg"] / "models" / "model.pt") == before  # the export is a copy
         # the next /infer uses them (MONAI Label reloads a weights file whose mtime changed)
