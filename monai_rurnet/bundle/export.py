@@ -7,11 +7,15 @@ it runs on its own (``python -m monai.bundle run --config_file OUT/configs/train
 ``"['OUT/configs/train.json','OUT/configs/evaluate.json']"``) and tools that read a bundle's own
 ``configs/train.json`` (e.g. MONAI Label's ``BundleTrainTask``) find the trainer in it:
 
-* ``configs/train.json``: the shared trainer merged with the bundle's ``train.json`` (every key explicit);
+* ``configs/train.json``: the shared trainer merged with the bundle's ``train.json`` (every key explicit), with
+  the copy's own folders (:func:`label_train_config`: the best weights replace the copy's ``models/model.pt``,
+  each run checkpoints in a new ``runs/<date-time>/``);
 * ``configs/evaluate.json`` / ``configs/multi_gpu_train.json``: what the shared and the bundle's fragments change
-  on top of that ``train.json`` (top-level keys);
-* everything else (inference config, metadata, logging config, docs, license, sample data) copied, and
-  ``models/model.pt`` copied byte for byte (same weights).
+  on top of that ``train.json`` (top-level keys; multi-GPU training with the copy's folders too);
+* ``configs/inference.json``: the bundle's, plus the keys MONAI Label's stock ``BundleInferTask`` reads
+  (:func:`label_inference_config`), so that its ``monaibundle`` app returns the runner's label;
+* everything else (metadata, logging config, docs, license, sample data) copied, and ``models/model.pt`` copied
+  byte for byte (same weights).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ __all__ = [
     "merged_config",
     "shared_configs_dir",
     "missing_train_properties",
+    "label_inference_config",
+    "label_train_config",
     "export_bundle",
     "main",
 ]
@@ -82,6 +88,96 @@ def missing_train_properties(config: dict[str, Any]) -> list[str]:
     return [p for p in TRAIN_PROPERTIES if p not in parser]
 
 
+def _geotiff_runner_preprocessing() -> list[dict[str, Any]]:
+    """Load, 3 channels in [0, 1] (kept as ``display``), ImageNet normalisation: what the GeoTIFF runner does to
+    each window (:func:`~monai_rurnet.data.geotiff.normalize_bands`), for a whole image in memory."""
+    from monai_rurnet.runners.geotiff import IMAGENET_MEAN, IMAGENET_STD
+
+    reader = {"_target_": "monai_rurnet.data.readers.TiffFallbackPILReader", "reverse_indexing": False,
+              "converter": {"_target_": "monai_rurnet.transforms.pil_standard_mode", "_mode_": "callable"}}  # fmt: skip
+    return [
+        {"_target_": "LoadImaged", "keys": "image", "reader": reader, "image_only": True},
+        {"_target_": "EnsureChannelFirstd", "keys": "image"},
+        {"_target_": "monai_rurnet.transforms.EnsureChannelsd", "keys": "image", "channels": 3},
+        {"_target_": "monai_rurnet.transforms.ToUnitRanged", "keys": "image"},
+        {"_target_": "CopyItemsd", "keys": "image", "names": "display"},
+        {"_target_": "NormalizeIntensityd", "keys": "image", "subtrahend": list(IMAGENET_MEAN),
+         "divisor": list(IMAGENET_STD), "channel_wise": True},
+    ]  # fmt: skip
+
+
+def label_inference_config(inference: dict[str, Any]) -> dict[str, Any]:
+    """``inference`` (a bundle's ``inference.json``) with the keys MONAI Label's stock ``BundleInferTask`` reads.
+
+    ``BundleInferTask`` runs ``pre_transforms`` (it prefers them to ``preprocessing``), ``inferer`` and
+    ``post_transforms`` (preferred to ``postprocessing``) and writes ``pred`` with ITK, with the request's
+    options merged over ``displayable_configs``. Added:
+
+    * ``pre_transforms``: the bundle's ``preprocessing`` (the GeoTIFF runner's normalisation for a bundle without
+      one), then :class:`~monai_rurnet.transforms.FOVResized` when the runner rescales by the field of view;
+    * ``post_transforms``: :class:`~monai_rurnet.transforms.ForegroundLabeld` (probabilities back to the input
+      grid, ``>= threshold``, void pixels for the GeoTIFF runner): a 2D uint8 0/1 label of the image's size;
+    * ``displayable_configs``: ``result_extension`` ``.png`` (lossless whatever the study's format);
+    * for the GeoTIFF runner, whose ``inferer`` runs each batch of patches: that inferer becomes
+      ``patch_inferer`` (the runner's, unchanged) and ``inferer`` the same global sliding window
+      (:class:`~monai_rurnet.inferers.PatchwiseInferer`) over the whole image.
+
+    The runner (``evaluator``) is built from the same values: ``python -m monai.bundle run`` on the copy writes
+    what it writes on the bundle.
+    """
+    config = json.loads(json.dumps(inference))
+    evaluator = config.get("evaluator", {})
+    geotiff = str(evaluator.get("_target_", "")).endswith("GeoTiffSegmentationRunner")
+    if geotiff:
+        config["patch_inferer"] = config["inferer"]
+        evaluator["inferer"] = "@patch_inferer"
+        sliding = {"_target_": "SlidingWindowInferer", "roi_size": "@roi_size", "sw_batch_size": "@sw_batch_size",
+                   "overlap": "@sw_overlap", "mode": "gaussian"}  # fmt: skip
+        config["inferer"] = {"_target_": "monai_rurnet.inferers.PatchwiseInferer", "sliding": sliding,
+                             "inferer": "@patch_inferer"}  # fmt: skip
+        config["pre_transforms"] = _geotiff_runner_preprocessing()
+    elif "preprocessing" in config:
+        fov = " + [@fov_resize]" if "rescaler" in config else ""
+        if fov:
+            config["fov_resize"] = {"_target_": "monai_rurnet.transforms.FOVResized", "keys": "image",
+                                    "rescaler": "@rescaler"}  # fmt: skip
+        config["pre_transforms"] = f"$list(@preprocessing.transforms){fov}"
+    else:
+        raise ValueError("the inference config has no preprocessing and no GeoTIFF runner")
+    label = {
+        "_target_": "monai_rurnet.transforms.ForegroundLabeld",
+        "keys": "pred",
+        "threshold": "@threshold",
+    }
+    if geotiff:
+        label["void_value"] = 1.0  # white (255) in all bands, as the runner's void_value
+    config["post_transforms"] = [label]
+    config["displayable_configs"] = {"result_extension": ".png"}
+    return config
+
+
+def label_train_config(train: dict[str, Any]) -> dict[str, Any]:
+    """``train`` (a merged train config) as a self-contained copy trains, e.g. from MONAI Label's stock app.
+
+    * ``model_file``: ``<copy>/models/model.pt``: the best weights by validation replace the copy's, which its
+      inference (and MONAI Label's, which reloads them) uses. The repository trains into ``runs/`` instead.
+    * ``ckpt_dir``: a new ``<copy>/runs/<date-time>/`` per run (resume checkpoint, TensorBoard logs), so that a
+      second training starts from the current weights instead of resuming the finished first one (resume a
+      killed run with ``--ckpt_dir`` that folder).
+    * ``val_interval`` through ``displayable_configs`` (default the bundle's), an option of MONAI Label's
+      ``POST /train/<model>``: weights are only saved when a validation runs.
+    """
+    config = json.loads(json.dumps(train))
+    imports = config.setdefault("imports", [])
+    if "$import time" not in imports:
+        imports.append("$import time")
+    config["ckpt_dir"] = "$os.path.join(@bundle_root, 'runs', time.strftime('%Y%m%d-%H%M%S'))"
+    config["model_file"] = "$@bundle_root + '/models/model.pt'"
+    config["displayable_configs"] = {"val_interval": config["val_interval"]}
+    config["val_interval"] = "@displayable_configs#val_interval"
+    return config
+
+
 def _write_json(obj: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(obj, indent=4) + "\n")
 
@@ -114,13 +210,19 @@ def export_bundle(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(*IGNORED))
-        _write_json(train, tmp / "configs" / "train.json")
+        copy_train = label_train_config(train)
+        _write_json(copy_train, tmp / "configs" / "train.json")
+        inference = json.loads((src / "configs" / "inference.json").read_text())
+        _write_json(label_inference_config(inference), tmp / "configs" / "inference.json")
         for name in ("evaluate.json", "multi_gpu_train.json"):
             own = src / "configs" / name
             if not own.is_file():
                 continue
             full = merged_config([*train_files, shared / SHARED_CONFIGS[name], own])
-            _write_json({k: v for k, v in full.items() if train.get(k) != v}, tmp / "configs" / name)
+            if name == "multi_gpu_train.json":
+                full = label_train_config(full)
+            diff = {k: v for k, v in full.items() if copy_train.get(k) != v}
+            _write_json(diff, tmp / "configs" / name)
         shutil.copyfile(src / "models" / "model.pt", tmp / "models" / "model.pt")
         os.replace(tmp, out)
     finally:

@@ -8,6 +8,7 @@ from monai_rurnet.inferers.fast import BACKENDS, FastInferer, build_predictor
 from monai_rurnet.inferers.memory import freed_memory_reused, reuse_freed_memory
 from monai_rurnet.inferers.norms import TwoPassGroupNorm
 from monai_rurnet.inferers.onnx_runtime import OnnxRuntimePredictor
+from monai_rurnet.inferers.patchwise import PatchwiseInferer
 from monai_rurnet.inferers.precision import PRECISIONS, Float32Norm, compute_dtype
 from monai_rurnet.inferers.resize import ResizeInferer
 from monai_rurnet.inferers.steps import EagerPredictor, InferenceOptions, StepLoop
@@ -22,6 +23,7 @@ __all__ = [
     "Float32Norm",
     "InferenceOptions",
     "OnnxRuntimePredictor",
+    "PatchwiseInferer",
     "PRECISIONS",
     "ResizeInferer",
     "StepLoop",

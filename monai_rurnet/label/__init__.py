@@ -16,6 +16,7 @@ from monai_rurnet.label.app import (
     server_command,
     server_env,
     start_server,
+    stock_sample_app,
     stop_server,
     wait_until_ready,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "server_command",
     "server_env",
     "start_server",
+    "stock_sample_app",
     "stop_server",
     "wait_until_ready",
 ]

@@ -89,6 +89,18 @@ def find_label_python(check: bool = True) -> str | None:
     return None
 
 
+def stock_sample_app(python: str, name: str = "monaibundle") -> Path:
+    """MONAI Label's stock sample app ``name`` in the label environment of ``python``
+    (``<sys.prefix>/monailabel/sample-apps/<name>``); ``FileNotFoundError`` if it is not there."""
+    prefix = subprocess.run(
+        [python, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    app = Path(prefix) / "monailabel" / "sample-apps" / name
+    if not (app / "main.py").is_file():
+        raise FileNotFoundError(f"{app}: MONAI Label's {name} sample app is not in the label environment.")
+    return app
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -189,10 +201,13 @@ def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def start_server(
-    cmd: Sequence[str], log_file: str | os.PathLike | None = None, env: Mapping[str, str] | None = None
+    cmd: Sequence[str],
+    log_file: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
 ):
-    """Start the server in its own process group (so ``stop_server`` can end all of it); output goes to
-    ``log_file`` or, without one, to this process's stdout."""
+    """Start the server in its own process group (so ``stop_server`` can end all of it), in ``cwd`` (default this
+    process's working folder); output goes to ``log_file`` or, without one, to this process's stdout."""
     out = open(log_file, "ab") if log_file else None  # noqa: SIM115 (handed to the child)
     try:
         return subprocess.Popen(
@@ -201,6 +216,7 @@ def start_server(
             stderr=subprocess.STDOUT if out else None,
             stdin=subprocess.DEVNULL,
             env=dict(env or server_env()),
+            cwd=cwd,
             start_new_session=True,
         )
     finally:

@@ -21,5 +21,6 @@ __all__ = [
     "pil_standard_mode",
 ]
 from monai_rurnet.transforms.checks import CheckSameSized  # noqa: E402
+from monai_rurnet.transforms.label import ForegroundLabeld, FOVResized  # noqa: E402
 
-__all__ += ["CheckSameSized"]
+__all__ += ["CheckSameSized", "FOVResized", "ForegroundLabeld"]

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_rurnet.bundle.export import export_bundle, merged_config, missing_train_properties
+from monai_rurnet.bundle.export import (
+    export_bundle,
+    label_inference_config,
+    label_train_config,
+    merged_config,
+    missing_train_properties,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,25 +27,56 @@ def test_export_is_self_contained(name: str, tmp_path: Path) -> None:
     src = REPO / "bundles" / name
     out = export_bundle(src, tmp_path / name)
     train = json.loads((out / "configs" / "train.json").read_text())
-    # the network comes from inference.json, which the README's training command lists first
-    assert train == merged_config(
+    # the network comes from inference.json, which the README's training command lists first; the copy trains
+    # into its own folders
+    merged = merged_config(
         [
             src / "configs" / "inference.json",
             REPO / "configs" / "train_base.json",
             src / "configs" / "train.json",
         ]
     )
+    assert train == label_train_config(merged)
+    assert {k for k in train if train[k] != merged.get(k)} == {
+        "imports",
+        "ckpt_dir",
+        "model_file",
+        "val_interval",
+        "displayable_configs",
+    }
     assert "train" in train and "validate" in train and not missing_train_properties(train)
     assert (out / "models" / "model.pt").read_bytes() == (src / "models" / "model.pt").read_bytes()
-    for f in ("inference.json", "metadata.json", "logging.conf"):
+    for f in ("metadata.json", "logging.conf"):
         assert (out / "configs" / f).read_bytes() == (src / "configs" / f).read_bytes()
+    # inference.json: the bundle's keys, plus MONAI Label's (tests/label/test_label_stock_app.py runs them); the
+    # GeoTIFF runner's per-patch inferer moves to patch_inferer, which its runner then uses
+    inference = json.loads((src / "configs" / "inference.json").read_text())
+    copied = json.loads((out / "configs" / "inference.json").read_text())
+    assert copied == label_inference_config(inference)
+    assert {"pre_transforms", "inferer", "post_transforms", "displayable_configs"} <= set(copied)
+    moved = "patch_inferer" in copied
+    assert moved == (name == "massroads")
+    for k, v in inference.items():
+        if k == "evaluator" and moved:
+            assert copied[k] == {**v, "inferer": "@patch_inferer"}
+        else:
+            assert copied["patch_inferer" if moved and k == "inferer" else k] == v, k
     # evaluate.json on top of the exported train.json is the shared evaluation merged as the README runs it
     full = merged_config([src / "configs" / "inference.json", REPO / "configs" / "train_base.json", src / "configs" / "train.json",
                           REPO / "configs" / "evaluate_base.json", src / "configs" / "evaluate.json"])  # fmt: skip
-    assert merged_config([out / "configs" / "train.json", out / "configs" / "evaluate.json"]) == full
+    evaluation = merged_config([out / "configs" / "train.json", out / "configs" / "evaluate.json"])
+    assert evaluation == {
+        **full,
+        "displayable_configs": train["displayable_configs"],
+    }  # MONAI Label's, unused
     assert not list(tmp_path.glob(".*tmp*"))
     with pytest.raises(FileExistsError):
         export_bundle(src, out)
+
+
+def test_label_inference_config_needs_a_pipeline() -> None:
+    with pytest.raises(ValueError, match="no preprocessing"):
+        label_inference_config({"evaluator": {"_target_": "monai_rurnet.runners.FolderSegmentationRunner"}})
 
 
 def test_export_cli_errors(tmp_path: Path) -> None:

@@ -34,11 +34,15 @@ def bundle_cli_labels(
     images: list[Path],
     work: Path,
     model_file: str | os.PathLike | None = None,
+    threads: int | None = None,
     **options: str,
 ) -> dict[str, tuple[np.ndarray, dict]]:
     """``{image file name: (_seg array, {"crs", "transform"} of a georeferenced _seg.tif)}`` from the bundle CLI
     run on copies of ``images`` (with ``model_file`` instead of the shipped weights when given, and more CLI
-    ``options`` such as ``prior_dir``/``strokes_dir``)."""
+    ``options`` such as ``prior_dir``/``strokes_dir``), with ``threads`` torch threads when given: a server's
+    (convolutions sum in another order with another thread count, which flips the odd pixel whose probability is
+    within float rounding of the threshold)."""
+    import torch
     from monai.bundle import run
 
     in_dir, out_dir = work / "in", work / "out"
@@ -46,16 +50,21 @@ def bundle_cli_labels(
     for p in images:
         shutil.copy(p, in_dir / p.name)
     extra = {"model_file": str(model_file)} if model_file else {}
-    run(
-        config_file=str(bundle / "configs" / "inference.json"),
-        bundle_root=str(bundle),
-        dataset_dir=str(in_dir),
-        output_dir=str(out_dir),
-        device="$torch.device('cpu')",
-        progress=False,
-        **extra,
-        **options,
-    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        run(
+            config_file=str(bundle / "configs" / "inference.json"),
+            bundle_root=str(bundle),
+            dataset_dir=str(in_dir),
+            output_dir=str(out_dir),
+            device="$torch.device('cpu')",
+            progress=False,
+            **extra,
+            **options,
+        )
+    finally:
+        torch.set_num_threads(before)
     out = {}
     for p in images:
         segs = sorted(out_dir.glob(f"{p.stem}_seg.*"))
