@@ -38,6 +38,7 @@ __all__ = [
     "form",
     "multipart",
     "read_label",
+    "infer_label",
     "put_label",
     "train",
 ]
@@ -145,6 +146,15 @@ def read_label(body: bytes) -> tuple[np.ndarray, dict]:
         with MemoryFile(body) as mem, mem.open() as src:
             return src.read(1), {"crs": src.crs, "transform": src.transform}
     return np.asarray(Image.open(io.BytesIO(body))), {}
+
+
+def infer_label(base: str, model: str, image_id: str, log: Path) -> bytes:
+    """``POST /infer/<model>?image=<id>&output=image``: the label file's bytes (:func:`read_label` reads them);
+    a failure shows the server log."""
+    status, body, _ = request("POST", f"{base}/infer/{model}?image={image_id}&output=image", b"")
+    if status != 200:
+        fail_with_log(log, f"/infer/{model}?image={image_id}: {status} {body[:500]!r}")
+    return body
 
 
 def put_label(base: str, image_id: str, label: np.ndarray) -> None:

@@ -30,6 +30,7 @@ from label_client import (
     HOST,
     fail_with_log,
     form,
+    infer_label,
     multipart,
     need_label_python,
     put_label,
@@ -163,10 +164,7 @@ def test_serve_all_bundles_over_http(label_python: str, tmp_path: Path) -> None:
         for name, files in kinds.items():
             for f in files:
                 image_id = Path(f).stem
-                status, body, _ = request("POST", f"{base}/infer/{name}?image={image_id}&output=image", b"")
-                if status != 200:
-                    fail_with_log(log, f"/infer/{name}?image={image_id}: {status} {body[:500]!r}")
-                label, geo = read_label(body)
+                label, geo = read_label(infer_label(base, name, image_id, log))
                 ref, ref_geo = references[name][f]
                 assert label.dtype == np.uint8 and label.ndim == 2, (f, label.dtype, label.shape)
                 assert set(np.unique(label).tolist()) <= {0, 1}, (f, np.unique(label))

@@ -23,6 +23,7 @@ from label_client import (
     BUNDLES,
     HOST,
     fail_with_log,
+    infer_label,
     need_label_python,
     put_label,
     read_label,
@@ -137,9 +138,7 @@ def test_stock_monaibundle_app_over_http(tmp_path: Path) -> None:
                                      threads=SERVER_THREADS)  # fmt: skip
             for f in files:
                 image_id = Path(f).stem
-                status, body, _ = request("POST", f"{base}/infer/{name}?image={image_id}&output=image", b"")
-                if status != 200:
-                    fail_with_log(log, f"/infer/{name}?image={image_id}: {status} {body[:500]!r}")
+                body = infer_label(base, name, image_id, log)
                 label, _ = read_label(body)
                 ref = (refs[f][0] > 0).astype(np.uint8)
                 assert body[:8] == b"\x89PNG\r\n\x1a\n", f
