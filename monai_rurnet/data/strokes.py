@@ -85,14 +85,6 @@ def _stroke_pixels(component: np.ndarray, length: int) -> np.ndarray:
     return stroke
 
 
-def _draw_stroke(comps: np.ndarray, k: int, label: np.ndarray, strokes: np.ndarray, length: int) -> None:
-    """A stroke on error component ``k`` of ``comps``: foreground on a missed part, background on a false one."""
-    box = ndimage.find_objects((comps == k).astype(np.int32))[0]
-    component = comps[box] == k
-    missed = bool(label[box][component].any())  # the whole component is one kind of error
-    strokes[box][_stroke_pixels(component, length)] = STROKE_FOREGROUND if missed else STROKE_BACKGROUND
-
-
 def add_strokes(
     pred: np.ndarray,
     label: np.ndarray,
@@ -110,8 +102,13 @@ def add_strokes(
     """
     strokes = np.zeros(pred.shape, dtype=np.uint8) if strokes is None else strokes
     comps, sizes = error_components(pred, label, strokes, valid)
+    boxes = ndimage.find_objects(comps)
+    truth = label.astype(bool)
     for k in np.argsort(-sizes, kind="stable")[:count] + 1:
-        _draw_stroke(comps, int(k), label.astype(bool), strokes, length)
+        box = boxes[k - 1]
+        component = comps[box] == k
+        missed = bool(truth[box][component].any())  # the whole component is one kind of error
+        strokes[box][_stroke_pixels(component, length)] = STROKE_FOREGROUND if missed else STROKE_BACKGROUND
     return strokes
 
 
@@ -136,10 +133,10 @@ def corrupt_mask(
     if n:
         dropped = np.flatnonzero(rng.random(n) < drop) + 1
         mask &= ~np.isin(pieces, dropped)
+    grid = np.ogrid[tuple(slice(0, s) for s in shape)]
     for _ in range(blobs):
         centre = rng.integers(0, shape)
         radius = int(rng.integers(8, max(9, int(shape.min()) // 3)))
-        grid = np.ogrid[tuple(slice(0, s) for s in shape)]
         disc = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius**2
         changed = ndimage.binary_dilation(mask) if rng.random() < 0.5 else ndimage.binary_erosion(mask)
         mask = np.where(disc, changed, mask)

@@ -25,6 +25,7 @@ from ignite.engine import Engine
 from monai.engines.utils import default_prepare_batch
 
 from monai_rurnet.data.strokes import DEFAULT_STROKE_LENGTH, add_strokes, corrupt_mask
+from monai_rurnet.inferers.probability import foreground_probability
 from monai_rurnet.networks.guidance import NO_PRIOR
 
 __all__ = ["PRIOR_MODES", "StrokeInteraction", "PrepareGuidedBatch"]
@@ -76,8 +77,7 @@ class StrokeInteraction:
             out = network(image.to(device))
         if out.dim() == image.dim() + 1:  # all steps stacked
             out = out[:, -1]
-        prob = torch.sigmoid(out[:, 0]) if out.shape[1] == 1 else torch.softmax(out.float(), dim=1)[:, 1]
-        return prob.float().cpu().numpy()
+        return foreground_probability(out).cpu().numpy()
 
     def simulate(self, engine: Engine, batchdata: dict[str, Any]) -> None:
         """Put ``"prior"`` and ``"strokes"`` ``(B, 1, *S)`` into ``batchdata``."""

@@ -10,6 +10,7 @@ from monai_rurnet.inferers.norms import TwoPassGroupNorm
 from monai_rurnet.inferers.onnx_runtime import OnnxRuntimePredictor
 from monai_rurnet.inferers.patchwise import PatchwiseInferer
 from monai_rurnet.inferers.precision import PRECISIONS, Float32Norm, compute_dtype
+from monai_rurnet.inferers.probability import foreground_probability
 from monai_rurnet.inferers.resize import ResizeInferer
 from monai_rurnet.inferers.steps import EagerPredictor, InferenceOptions, StepLoop
 from monai_rurnet.inferers.torch_fast import TorchFastPredictor
@@ -31,6 +32,7 @@ __all__ = [
     "TwoPassGroupNorm",
     "build_predictor",
     "compute_dtype",
+    "foreground_probability",
     "freed_memory_reused",
     "reuse_freed_memory",
 ]

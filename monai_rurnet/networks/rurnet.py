@@ -287,8 +287,5 @@ class RecurrentUNet(nn.Module):
         if prior is not None and bool(((prior < 0) | (prior > 1)).any()):
             raise ValueError("prior must hold foreground probabilities in [0, 1].")
         strokes = strokes_from_masks(fg.to(image.device), bg.to(image.device))
-        all_steps, self.return_all_steps = self.return_all_steps, False
-        try:
-            return self.forward(image, steps, None if prior is None else prior.to(image.device), strokes)
-        finally:
-            self.return_all_steps = all_steps
+        out = self.forward(image, steps, None if prior is None else prior.to(image.device), strokes)
+        return out[:, -1] if out.dim() == image.dim() + 1 else out  # training with return_all_steps: the last

@@ -11,6 +11,7 @@ import torch
 from monai_rurnet.data.guidance_io import read_prior, read_strokes
 from monai_rurnet.data.strokes import apply_strokes
 from monai_rurnet.data.writers import PngMaskWriter
+from monai_rurnet.inferers.probability import foreground_probability
 from monai_rurnet.networks.guidance import pack_guidance
 from monai_rurnet.runners.base import SegmentationRunner
 
@@ -39,9 +40,7 @@ class FolderSegmentationRunner(SegmentationRunner):
         """Foreground probability ``(*S)`` of one preprocessed image ``(C, *S)``."""
         with torch.inference_mode():
             logits = self.inferer(image.unsqueeze(0).to(self.device), self.network)
-            if logits.shape[1] == 1:
-                return torch.sigmoid(logits)[0, 0].float().cpu()
-            return torch.softmax(logits.float(), dim=1)[0, self.foreground].cpu()
+            return foreground_probability(logits, self.foreground)[0].cpu()
 
     def predict(
         self, data: dict, prior: np.ndarray | None = None, strokes: np.ndarray | None = None

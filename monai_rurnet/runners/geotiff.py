@@ -43,6 +43,7 @@ from monai_rurnet.data.roads import void_mask
 from monai_rurnet.data.strokes import apply_strokes
 from monai_rurnet.data.writers import GeoTiffMaskWriter
 from monai_rurnet.engines.distributed import all_ranks_ok, rank_and_world
+from monai_rurnet.inferers.probability import foreground_probability
 from monai_rurnet.networks.guidance import pack_guidance
 from monai_rurnet.runners.base import SegmentationRunner
 from monai_rurnet.utils import as_bool, temp_name
@@ -292,11 +293,7 @@ def _predict_window(
                 wsum[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] += imp
     assert acc is not None
     logits_w = acc / wsum
-    if logits_w.shape[0] == 1:
-        prob = torch.sigmoid(logits_w[0])
-    else:
-        prob = torch.softmax(logits_w, dim=0)[foreground]
-    out = prob.cpu().numpy().astype(np.float32)
+    out = foreground_probability(logits_w, foreground, dim=0).cpu().numpy().astype(np.float32)
     inside = (slice(r0 - rr0, r1 - rr0), slice(c0 - cc0, c1 - cc0))
     if void_value is not None:
         out[void_mask(raw, value=void_value)[inside]] = 0.0

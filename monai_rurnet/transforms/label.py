@@ -19,6 +19,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from monai_rurnet.data.roads import void_mask
+from monai_rurnet.inferers.probability import foreground_probability
 from monai_rurnet.transforms.fov import FOVRescaler
 
 __all__ = ["FOVResized", "ForegroundLabeld"]
@@ -77,11 +78,7 @@ class ForegroundLabeld(MapTransform):
         d = dict(data)
         ref = d[self.reference]
         for key in self.key_iterator(d):
-            logits = torch.as_tensor(d[key]).float()
-            if logits.shape[0] == 1:
-                prob = torch.sigmoid(logits[0])
-            else:
-                prob = torch.softmax(logits, dim=0)[self.foreground]
+            prob = foreground_probability(torch.as_tensor(d[key]), self.foreground, dim=0)
             prob = FOVRescaler.restore(prob.cpu(), tuple(ref.shape[1:])).numpy()
             if self.void_value is not None:
                 prob[void_mask(ref, value=self.void_value)] = 0.0
