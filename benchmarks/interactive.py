@@ -16,6 +16,10 @@ Prints vessel F1 inside the FOV after 0, 1, 3, 5 and 10 strokes (mean over the i
 
     python benchmarks/interactive.py --model bundles/retina_drive/models/model.pt --out benchmarks/results/interactive.md
 
+``--tasks retina,roads`` also runs the same three methods through the massroads bundle's GeoTIFF runner on crops of its withheld
+training tiles (the bundle's ``val_tiles``) and reports road F1 on the non-void pixels (``--roads_model``,
+``--roads_crop``).
+
 ``--frames DIR`` also writes, for the first image of the degraded condition, PNG frames of the first result, each
 stroke and the refined result (for the docs).
 """
@@ -24,12 +28,16 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import torch
+from monai.bundle import ConfigParser
 from PIL import Image
+from rasterio.errors import NotGeoreferencedWarning
 from robustness_drive import BUNDLE, Triple, _blur, _darker, _jpeg, _rescale, build_runner, predict_file
 
 from monai_rurnet.data.strokes import add_strokes, apply_strokes
@@ -37,6 +45,7 @@ from monai_rurnet.metrics import VesselMetrics, apply_fov
 from monai_rurnet.networks.guidance import STROKE_BACKGROUND, STROKE_FOREGROUND
 
 ROOT = Path(__file__).resolve().parents[1]
+ROADS_BUNDLE = ROOT / "bundles" / "massroads"
 COUNTS = (0, 1, 3, 5, 10)
 METHODS = ("refine", "paste", "scratch")
 
@@ -50,7 +59,7 @@ CONDITIONS: dict[str, Callable[[Triple], Triple]] = {"DRIVE as is": lambda t: t,
 
 
 def vessel_f1(pred: np.ndarray, label: np.ndarray, fov: np.ndarray) -> float:
-    """Vessel F1 of a binary prediction inside the FOV (the library's definition)."""
+    """Vessel (road) F1 of a binary prediction inside the FOV (the non-void pixels), the library's definition."""
     metric = VesselMetrics()
     y = apply_fov(torch.from_numpy(label.astype(np.float32))[None, None], torch.from_numpy(fov)[None, None])
     metric(torch.from_numpy(pred.astype(np.float32))[None, None], y)
@@ -61,9 +70,16 @@ class Session:
     """One image, one method: the annotator's strokes and the current result."""
 
     def __init__(
-        self, runner, work: Path, stem: str, image: Path, label: np.ndarray, fov: np.ndarray
+        self,
+        runner,
+        work: Path,
+        stem: str,
+        image: Path,
+        label: np.ndarray,
+        fov: np.ndarray,
+        read=predict_file,
     ) -> None:
-        self.runner, self.work, self.stem, self.image = runner, work, stem, image
+        self.runner, self.work, self.stem, self.image, self.read = runner, work, stem, image, read
         self.label, self.fov = label, fov
         self.strokes = np.zeros(label.shape, dtype=np.uint8)
 
@@ -79,7 +95,7 @@ class Session:
         Image.fromarray(self.strokes).save(strokes_dir / f"{self.stem}_strokes.png")
         self.runner.prior_dir, self.runner.strokes_dir = prior_dir, strokes_dir
         try:
-            prob = predict_file(self.runner, self.image)
+            prob = self.read(self.runner, self.image)
         finally:
             self.runner.prior_dir = self.runner.strokes_dir = None
         return prob
@@ -89,14 +105,22 @@ class Session:
 
 
 def run_image(
-    runner, work: Path, stem: str, image: Path, label: np.ndarray, fov: np.ndarray, prior: str = "first"
+    runner,
+    work: Path,
+    stem: str,
+    image: Path,
+    label: np.ndarray,
+    fov: np.ndarray,
+    prior: str = "first",
+    read=predict_file,
 ) -> dict:
-    """F1 after each stroke count for every method, and the frames of the refine session."""
-    first = predict_file(runner, image)
+    """F1 after each stroke count for every method, and the frames of the refine session (``read``: the
+    runner's probability map of an image)."""
+    first = read(runner, image)
     scores = {m: {} for m in METHODS}
     frames = []
     for method in METHODS:
-        s = Session(runner, work, stem, image, label, fov)
+        s = Session(runner, work, stem, image, label, fov, read)
         prob = first
         for n in range(max(COUNTS) + 1):
             if n:
@@ -111,6 +135,62 @@ def run_image(
             if method == "refine":
                 frames.append((s.strokes.copy(), prob >= 0.5))
     return {"scores": scores, "frames": frames}
+
+
+def build_roads_runner(model: str, work: Path):
+    """The massroads bundle's GeoTIFF runner (its inference.json) on the images of ``work``, writing to ``work/out``."""
+    parser = ConfigParser()
+    parser.read_config(str(ROADS_BUNDLE / "configs" / "inference.json"))
+    parser.update(
+        {
+            "bundle_root": str(ROADS_BUNDLE),
+            "device": "$torch.device('cpu')",
+            "dataset_dir": str(work),
+            "output_dir": str(work / "out"),
+            "model_file": model,
+            "progress": False,
+        }
+    )
+    return parser.get_parsed_content("evaluator")
+
+
+def predict_raster(runner, path: Path) -> np.ndarray:
+    """Road probability ``(H, W)`` of ``path`` as the massroads CLI writes it (``<stem>_prob.tif``; void -> 0)."""
+    runner.dataset.refresh()
+    index = next(i for i, d in enumerate(runner.dataset.data) if Path(d["image"]).name == path.name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a PNG crop has no geotransform
+        runner.process(index)
+    with rasterio.open(runner.output_dir / f"{path.stem}_prob.tif") as ds:
+        return np.clip(ds.read(1), 0.0, 1.0)
+
+
+def roads_rows(model: str, data: Path, crop: int, prior: str) -> list[str]:
+    """Table rows of road F1 on the central ``crop`` of each withheld training tile of the massroads bundle."""
+    tiles = ConfigParser.load_config_file(str(ROADS_BUNDLE / "configs" / "train.json"))["val_tiles"]
+    per_image = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        runner = build_roads_runner(model, work)
+        for tile in tiles:
+            img = Image.open(data / "train" / "sat" / f"{tile}.png").convert("RGB")
+            lab = Image.open(data / "train" / "map" / f"{tile}.png").convert("L")
+            left, top = (img.width - crop) // 2, (img.height - crop) // 2
+            box = (left, top, left + crop, top + crop)
+            img, lab = img.crop(box), lab.crop(box)
+            src = work / f"{tile}.png"
+            img.save(src)
+            label = np.asarray(lab) > 127
+            valid = ~(np.asarray(img) == 255).all(axis=-1)  # the runner's void pixels (white in every band)
+            result = run_image(runner, work, tile, src, label, valid, prior, predict_raster)
+            per_image.append(result["scores"])
+            print("roads", tile, {m: round(s[5], 4) for m, s in result["scores"].items()}, flush=True)
+    return [
+        f"| roads (road F1) | {m} | "
+        + " | ".join(f"{np.mean([s[m][n] for s in per_image]):.4f}" for n in COUNTS)
+        + " |"
+        for m in METHODS
+    ]
 
 
 def save_frames(frames: list, image: Path, label: np.ndarray, out: Path, count: int = 3) -> None:
@@ -135,24 +215,12 @@ def save_frames(frames: list, image: Path, label: np.ndarray, out: Path, count: 
         Image.fromarray(rgb.astype(np.uint8)).save(out / f"refine_{k}_{name}.png", optimize=True)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(BUNDLE / "models" / "model.pt"), help="retina_drive state_dict")
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "DRIVE"))
-    ap.add_argument("--ids", default="37,38,39,40", help="held-out DRIVE training ids")
-    ap.add_argument("--out", default=None, help="write the Markdown table here")
-    ap.add_argument("--frames", default=None, help="write the docs' PNG frames here")
-    ap.add_argument("--prior", choices=("first", "latest"), default="first", help="refine from this result")
-    args = ap.parse_args()
-    data = Path(args.data) / "training"
-    ids = [int(i) for i in args.ids.split(",")]
-    lines = [
-        "| condition | method | " + " | ".join(f"{n} strokes" for n in COUNTS) + " |",
-        "|---" * (len(COUNTS) + 2) + "|",
-    ]
+def retina_rows(model: str, data: Path, ids: list[int], prior: str, frames: Path | None) -> list[str]:
+    """Table rows of vessel F1 on the DRIVE training ids ``ids``, as they are and degraded (see ``CONDITIONS``)."""
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        runner = build_runner(args.model, True, work)
+        runner = build_runner(model, True, work)
         for cond, fn in CONDITIONS.items():
             per_image = []
             for i in ids:
@@ -166,16 +234,47 @@ def main() -> None:
                 src = work / f"{i}.png"
                 img.save(src)
                 label, fov_mask = np.asarray(lab) > 127, np.asarray(fov) > 127
-                result = run_image(runner, work, str(i), src, label, fov_mask, args.prior)
+                result = run_image(runner, work, str(i), src, label, fov_mask, prior)
                 per_image.append(result["scores"])
                 print(cond, i, {m: round(s[5], 4) for m, s in result["scores"].items()}, flush=True)
-                if args.frames and cond != "DRIVE as is" and i == ids[0]:
-                    save_frames(result["frames"], src, label, Path(args.frames))
+                if frames and cond != "DRIVE as is" and i == ids[0]:
+                    save_frames(result["frames"], src, label, frames)
             for m in METHODS:
                 means = [np.mean([s[m][n] for s in per_image]) for n in COUNTS]
-                lines.append(f"| {cond} | {m} | " + " | ".join(f"{v:.4f}" for v in means) + " |")
+                rows.append(f"| {cond} | {m} | " + " | ".join(f"{v:.4f}" for v in means) + " |")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(BUNDLE / "models" / "model.pt"), help="retina_drive state_dict")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "DRIVE"))
+    ap.add_argument("--ids", default="37,38,39,40", help="held-out DRIVE training ids")
+    ap.add_argument("--out", default=None, help="write the Markdown table here")
+    ap.add_argument("--frames", default=None, help="write the docs' PNG frames here")
+    ap.add_argument("--prior", choices=("first", "latest"), default="first", help="refine from this result")
+    ap.add_argument("--tasks", default="retina", help="comma-separated: retina (vessel F1), roads (road F1)")
+    ap.add_argument(
+        "--roads_model", default=str(ROADS_BUNDLE / "models" / "model.pt"), help="massroads state_dict"
+    )
+    ap.add_argument("--roads_data", default=str(ROOT.parent / "shared" / "data" / "MassRoads"))
+    ap.add_argument("--roads_crop", type=int, default=750, help="central crop of each withheld tile (px)")
+    args = ap.parse_args()
+    data = Path(args.data) / "training"
+    ids = [int(i) for i in args.ids.split(",")]
+    lines = [
+        "| condition | method | " + " | ".join(f"{n} strokes" for n in COUNTS) + " |",
+        "|---" * (len(COUNTS) + 2) + "|",
+    ]
+    tasks = args.tasks.split(",")
+    if "retina" in tasks:
+        lines += retina_rows(args.model, data, ids, args.prior, Path(args.frames) if args.frames else None)
+    if "roads" in tasks:
+        lines += roads_rows(args.roads_model, Path(args.roads_data), args.roads_crop, args.prior)
     table = "\n".join(lines)
-    title = f"Vessel F1 inside the FOV, DRIVE training ids {ids}, model {args.model}, prior {args.prior}"
+    title = (
+        f"F1 after N strokes, tasks {args.tasks} (DRIVE ids {ids}, model {args.model}), prior {args.prior}"
+    )
     print(f"\n{title}\n\n{table}")
     if args.out:
         Path(args.out).write_text(table + "\n")

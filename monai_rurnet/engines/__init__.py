@@ -1,5 +1,6 @@
 """Shared training/evaluation machinery (ignite handlers) used by every bundle."""
 
+from monai_rurnet.engines.averaging import WeightAverage, WeightAverageHandler
 from monai_rurnet.engines.distributed import (
     all_ranks_ok,
     init_distributed_from_env,
@@ -30,6 +31,8 @@ __all__ = [
     "ResumableCheckpoint",
     "PrepareGuidedBatch",
     "StrokeInteraction",
+    "WeightAverage",
+    "WeightAverageHandler",
     "all_ranks_ok",
     "init_distributed_from_env",
     "rank_and_world",

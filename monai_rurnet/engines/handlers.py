@@ -86,6 +86,7 @@ class ResumableCheckpoint:
         network, optimizer, lr_scheduler: the objects to save/restore.
         evaluator: optional; its ``best_metric`` is saved so best-model selection survives a restart.
         interval: save every this many epochs.
+        averaged: optional :class:`~monai_rurnet.engines.WeightAverage` whose average is saved and restored too.
     """
 
     def __init__(
@@ -96,6 +97,7 @@ class ResumableCheckpoint:
         lr_scheduler: Any = None,
         evaluator: Engine | None = None,
         interval: int = 1,
+        averaged: Any = None,
     ) -> None:
         self.path = Path(path)
         self.network = network
@@ -103,6 +105,7 @@ class ResumableCheckpoint:
         self.lr_scheduler = lr_scheduler
         self.evaluator = evaluator
         self.interval = max(1, int(interval))
+        self.averaged = averaged
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self.load)
@@ -122,6 +125,8 @@ class ResumableCheckpoint:
         if self.evaluator is not None and getattr(self.evaluator.state, "best_metric", None) is not None:
             state["best_metric"] = float(self.evaluator.state.best_metric)
             state["best_metric_epoch"] = int(self.evaluator.state.best_metric_epoch)
+        if self.averaged is not None:
+            state["averaged"] = self.averaged.state_dict()
         return state
 
     def save(self, engine: Engine) -> None:
@@ -148,6 +153,8 @@ class ResumableCheckpoint:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.lr_scheduler is not None and "lr_scheduler" in ckpt:
             self.lr_scheduler.load_state_dict(ckpt["lr_scheduler"])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(ckpt.get("averaged", {}))
         engine.state.epoch = int(ckpt["epoch"])
         engine.state.iteration = int(ckpt["iteration"])
         if self.evaluator is not None and "best_metric" in ckpt:

@@ -9,7 +9,9 @@ from torch.nn.modules.loss import _Loss
 __all__ = ["WithClDiceLoss", "soft_cldice"]
 
 
-def soft_cldice(prob: torch.Tensor, target: torch.Tensor, iters: int = 3, smooth: float = 1.0) -> torch.Tensor:
+def soft_cldice(
+    prob: torch.Tensor, target: torch.Tensor, iters: int = 3, smooth: float = 1.0
+) -> torch.Tensor:
     """Soft clDice loss ``1 - 2 Tprec Tsens / (Tprec + Tsens)`` of foreground probabilities and a binary target.
 
     Both ``(B, 1, *S)`` in [0, 1]; sums run over the whole batch (pixels outside the valid region should be 0 in
@@ -39,7 +41,12 @@ class WithClDiceLoss(_Loss):
     """
 
     def __init__(
-        self, loss: torch.nn.Module, weight: float = 0.5, iters: int = 3, foreground: int = 1, ignore_value: int = 255
+        self,
+        loss: torch.nn.Module,
+        weight: float = 0.5,
+        iters: int = 3,
+        foreground: int = 1,
+        ignore_value: int = 255,
     ) -> None:
         super().__init__()
         if weight < 0:
