@@ -71,7 +71,8 @@ def _write_tiles(root: Path, names: list[str], size: int = 96) -> None:
             Image.fromarray(arr).save(root / "train" / sub / f"{name}.png")
 
 
-def test_train_one_epoch(tmp_path):
+@pytest.mark.parametrize("cldice_weight", [0.0, 0.3])  # the recipe, and with the clDice term (void pixels out)
+def test_train_one_epoch(tmp_path, cldice_weight):
     names = ["10000001_15", "10000002_15", "10000003_15"]
     _write_tiles(tmp_path / "data", names)
     ckpt = tmp_path / "models"
@@ -93,5 +94,6 @@ def test_train_one_epoch(tmp_path):
         roi_size=[64, 64],
         **{"network_def#steps": 2, "network_def#features": [4, 4, 8, 8, 8]},
         show_progress=False,
+        cldice_weight=cldice_weight,
     )
     assert (ckpt / "model.pt").is_file()
