@@ -71,7 +71,9 @@ def _write_tiles(root: Path, names: list[str], size: int = 96) -> None:
             Image.fromarray(arr).save(root / "train" / sub / f"{name}.png")
 
 
-@pytest.mark.parametrize("cldice_weight", [0.0, 0.3])  # the recipe, and with the clDice term (void pixels out)
+@pytest.mark.parametrize(
+    "cldice_weight", [0.0, 0.3]
+)  # the recipe, and with the clDice term (void pixels out)
 def test_train_one_epoch(tmp_path, cldice_weight):
     names = ["10000001_15", "10000002_15", "10000003_15"]
     _write_tiles(tmp_path / "data", names)
