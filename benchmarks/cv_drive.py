@@ -216,10 +216,12 @@ def run_fold(
     data: Path,
     overrides: Mapping[str, str],
     threads: int = 1,
-    train: Callable[[Sequence[str], Path, int], float] = train_fold,
-    evaluate: Callable[..., dict[str, Any]] = evaluate_fold,
+    train: Callable[[Sequence[str], Path, int], float] | None = None,
+    evaluate: Callable[..., dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) and score one fold; a fold with a ``result.json`` is returned as it is (skipped)."""
+    """Train (or resume) and score one fold; a fold with a ``result.json`` is returned as it is (skipped).
+
+    ``train``, ``evaluate``: replace :func:`train_fold` and :func:`evaluate_fold` (tests)."""
     out = fold_dir(work, recipe, overrides, fold)
     run_dir, result_file = out.parent, out / "result.json"
     if result_file.is_file():
@@ -230,7 +232,7 @@ def run_fold(
         {"recipe": recipe, "overrides": dict(overrides), "full_overrides": full}, run_dir / "run.json"
     )
     cmd = train_command(recipe, fold, out, data, overrides)
-    train_s = train(cmd, out, threads)
+    train_s = (train or train_fold)(cmd, out, threads)
     train_ids, val = fold_ids(fold)
     result = {
         "recipe": recipe,
@@ -240,7 +242,7 @@ def run_fold(
         "val_ids": val,
         "train_s": train_s,
         "command": shlex.join(cmd),
-        **evaluate(out / "model.pt", full, data, val),
+        **(evaluate or evaluate_fold)(out / "model.pt", full, data, val),
     }
     atomic_json_dump(result, result_file)
     return result

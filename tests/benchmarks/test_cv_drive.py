@@ -116,6 +116,10 @@ def test_summarise_means_sample_std_and_range():
         cv_drive.summarise([])
 
 
+def _never(*args):
+    raise AssertionError(f"called with {args}")
+
+
 def test_finished_fold_is_skipped_and_report_tables_it(tmp_path):
     calls = []
 
@@ -137,7 +141,7 @@ def test_finished_fold_is_skipped_and_report_tables_it(tmp_path):
         and "--cldice_weight" in first["command"]
     )
     assert json.loads((out / "result.json").read_text()) == first
-    again = cv_drive.run_fold("dru4", 1, tmp_path, tmp_path, over, train=None, evaluate=None)
+    again = cv_drive.run_fold("dru4", 1, tmp_path, tmp_path, over, train=_never, evaluate=_never)
     assert again == first and len(calls) == 2
     cv_drive.run_fold(
         "dru4", 3, tmp_path, tmp_path, over, train=train, evaluate=lambda *a: {**evaluate(*a), "f1": 0.9}
@@ -206,3 +210,37 @@ def test_main_refuses_missing_recipe_and_data(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cv_drive.main(["--recipe", "dru4", "--data", str(tmp_path / "nope")])
     assert "not a DRIVE folder" in capsys.readouterr().err
+
+
+def test_main_trains_scores_reports_and_resumes(tmp_path, monkeypatch):
+    _fake_drive(tmp_path / "DRIVE", [21])
+    trained = []
+
+    def train(cmd, out, threads):
+        trained.append((out.parent.name, out.name, _arg(cmd, "--max_epochs"), _arg(cmd, "--val_interval")))
+        if "basicunet" in str(out) and out.name == "fold1":
+            raise RuntimeError(f"training of {out} failed")
+        return 3.0
+
+    def evaluate(model, overrides, data, val):
+        return {"f1": 0.8 + val[0] / 1000, "auc": 0.97, "robustness": 0.7, "params": 7}
+
+    monkeypatch.setattr(cv_drive, "train_fold", train)
+    monkeypatch.setattr(cv_drive, "evaluate_fold", evaluate)
+    args = ["--recipe", "dru4", "basicunet", "--folds", "0", "1", "--epochs", "2", "--repeats", "0"]
+    args += [
+        "--data",
+        str(tmp_path / "DRIVE"),
+        "--work",
+        str(tmp_path / "cv"),
+        "--out",
+        str(tmp_path / "cv.md"),
+    ]
+    assert cv_drive.main([*args, "--jobs", "2"]) == 1  # one fold failed, the others are done
+    names = {"dru4+max_epochs=2+val_interval=2", "basicunet+max_epochs=2+val_interval=2"}
+    assert {t[0] for t in trained} == names and {t[2:] for t in trained} == {(2, 2)}
+    table = (tmp_path / "cv.md").read_text()
+    assert "| dru4 " in table and "0,1" in table and "| basicunet " in table
+    trained.clear()
+    assert cv_drive.main(args) == 1  # finished folds skipped, the failed one retried
+    assert trained == [("basicunet+max_epochs=2+val_interval=2", "fold1", 2, 2)]
