@@ -38,6 +38,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -392,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{data}: not a DRIVE folder (expected training/images, training/1st_manual, training/mask)."
         )
     torch.set_num_threads(args.threads)
+    # a SIGTERM unwinds like Ctrl-C: subprocess.run kills the training, its time so far is kept
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     overrides = parse_overrides(args.override)
     if args.epochs is not None:
         val_interval = int(
