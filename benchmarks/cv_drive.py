@@ -62,10 +62,17 @@ __all__ = [
     "N_FOLDS",
     "RECIPES",
     "fold_ids",
+    "parse_overrides",
     "run_name",
+    "recipe_overrides",
+    "inference_overrides",
+    "fold_dir",
     "train_command",
-    "summarise",
+    "train_fold",
+    "evaluate_fold",
     "run_fold",
+    "summarise",
+    "inference_cost",
     "report",
     "main",
 ]
@@ -78,6 +85,8 @@ TRAIN_CONFIGS = (
     "configs/train_base.json",
     "bundles/retina_drive/configs/train.json",
 )
+#: Training options this script sets itself.
+RESERVED = ("train_ids", "val_ids", "ckpt_dir", "dataset_dir", "bundle_root", "config_file")
 #: Config overrides (as command-line text) of each recipe on top of the bundle's train.json.
 RECIPES: dict[str, dict[str, str]] = {
     "dru4": {},
@@ -103,7 +112,12 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--override {pair!r}: expected key=value, e.g. cldice_weight=0.3.")
-        out[key.strip().lstrip("-")] = value
+        key = key.strip().lstrip("-")
+        if key in RESERVED:
+            raise ValueError(
+                f"--override {pair!r}: {key} is set by this script (per fold / --data / --work)."
+            )
+        out[key] = value
     return out
 
 

@@ -86,6 +86,8 @@ def test_parse_overrides_and_run_names():
     }
     with pytest.raises(ValueError, match="cldice_weight"):
         cv_drive.parse_overrides(["cldice_weight"])
+    with pytest.raises(ValueError, match="val_ids is set by this script"):
+        cv_drive.parse_overrides(["val_ids=[21]"])
     assert cv_drive.run_name("dru4", {}) == "dru4"
     assert cv_drive.run_name("dru4", {"cldice_weight": "0.3"}) == "dru4+cldice_weight=0.3"
     odd = [cv_drive.run_name("dru4", {"network_def#norm": v}) for v in ("batch", "instance")]
