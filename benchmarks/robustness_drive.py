@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import io
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,12 +84,19 @@ CONDITIONS: dict[str, Callable[[Triple], Triple]] = {
 }
 
 
-def build_runner(model: str, rescale: bool, work: Path) -> FolderSegmentationRunner:
-    """The retina bundle's runner (its inference.json) on the images of ``work``, writing to ``work/out``."""
+def build_runner(
+    model: str, rescale: bool, work: Path, overrides: Mapping[str, Any] | None = None
+) -> FolderSegmentationRunner:
+    """The retina bundle's runner (its inference.json) on the images of ``work``, writing to ``work/out``.
+
+    ``overrides``: config ids and values set after loading, as ``--id value`` would on the command line (e.g.
+    ``{"network_def#cell": "sru", "network_def#level": 0}`` for a model trained with another network).
+    """
     parser = ConfigParser()
     parser.read_config(str(BUNDLE / "configs" / "inference.json"))
     parser["bundle_root"] = str(BUNDLE)
     parser["device"] = "$torch.device('cpu')"
+    parser.update(dict(overrides or {}))
     return FolderSegmentationRunner(
         parser.get_parsed_content("network"),
         ImageFolderDataset(work, parser.get_parsed_content("preprocessing")),
@@ -110,6 +118,44 @@ def predict_file(runner: FolderSegmentationRunner, path: Path) -> np.ndarray:
         return np.asarray(im, dtype=np.float32) / 255.0
 
 
+def drive_triple(data: Path, i: int) -> Triple:
+    """Image, first-observer label and FOV mask of DRIVE training image ``i`` (``data``: the ``training`` folder)."""
+    return (
+        Image.open(data / "images" / f"{i}_training.tif").convert("RGB"),
+        Image.open(data / "1st_manual" / f"{i}_manual1.gif").convert("L"),
+        Image.open(data / "mask" / f"{i}_training_mask.gif").convert("L"),
+    )
+
+
+def score_conditions(
+    runners: Mapping[str, FolderSegmentationRunner],
+    data: Path,
+    ids: Sequence[int],
+    work: Path,
+    verbose: bool = True,
+) -> dict[str, dict[str, dict]]:
+    """Vessel metrics inside the FOV, pooled over DRIVE training images ``ids``, of every runner (all built on the
+    folder ``work``) under every camera condition: ``{condition: {runner name: VesselMetrics.aggregate()}}``."""
+    results: dict[str, dict[str, dict]] = {}
+    for cond, fn in CONDITIONS.items():
+        metrics = {col: VesselMetrics() for col in runners}
+        for i in ids:
+            img, lab, fov = fn(drive_triple(data, i))
+            src = work / f"{i}.png"
+            img.save(src)
+            y = apply_fov(
+                torch.from_numpy((np.asarray(lab) > 127).astype(np.float32))[None, None],
+                torch.from_numpy(np.asarray(fov) > 127)[None, None],
+            )
+            for col, runner in runners.items():
+                prob = predict_file(runner, src)
+                metrics[col](torch.from_numpy(prob)[None, None], y)
+        results[cond] = {col: m.aggregate() for col, m in metrics.items()}
+        if verbose:
+            print(cond, {col: round(r["f1"], 4) for col, r in results[cond].items()}, flush=True)
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", required=True, help="name=path of a retina_drive state_dict")
@@ -126,30 +172,10 @@ def main() -> None:
         name, path = spec.split("=", 1)
         for rescale in [True] if args.no_rescale_column else [False, True]:
             columns.append((f"{name}{' +FOV rescale' if rescale else ''}", path, rescale))
-    results: dict[str, dict[str, dict]] = {c: {} for c in CONDITIONS}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         runners = {col: build_runner(path, rescale, work) for col, path, rescale in columns}
-        for cond, fn in CONDITIONS.items():
-            metrics = {col: VesselMetrics() for col, _, _ in columns}
-            for i in ids:
-                triple = (
-                    Image.open(data / "images" / f"{i}_training.tif").convert("RGB"),
-                    Image.open(data / "1st_manual" / f"{i}_manual1.gif").convert("L"),
-                    Image.open(data / "mask" / f"{i}_training_mask.gif").convert("L"),
-                )
-                img, lab, fov = fn(triple)
-                src = work / f"{i}.png"
-                img.save(src)
-                y = apply_fov(
-                    torch.from_numpy((np.asarray(lab) > 127).astype(np.float32))[None, None],
-                    torch.from_numpy(np.asarray(fov) > 127)[None, None],
-                )
-                for col, runner in runners.items():
-                    prob = predict_file(runner, src)
-                    metrics[col](torch.from_numpy(prob)[None, None], y)
-            results[cond] = {col: m.aggregate() for col, m in metrics.items()}
-            print(cond, {col: round(r["f1"], 4) for col, r in results[cond].items()}, flush=True)
+        results = score_conditions(runners, data, ids, work)
     header = "| condition | " + " | ".join(f"{c} F1 / AUC" for c, _, _ in columns) + " |"
     lines = [header, "|---" * (len(columns) + 1) + "|"]
     for cond, per_col in results.items():
