@@ -38,7 +38,17 @@ import torch
 from monai.bundle import ConfigParser
 from PIL import Image
 from rasterio.errors import NotGeoreferencedWarning
-from robustness_drive import BUNDLE, Triple, _blur, _darker, _jpeg, _rescale, build_runner, predict_file
+from robustness_drive import (
+    BUNDLE,
+    Triple,
+    _blur,
+    _darker,
+    _jpeg,
+    _rescale,
+    build_runner,
+    predict_file,
+    process_file,
+)
 
 from monai_rurnet.data.strokes import add_strokes, apply_strokes
 from monai_rurnet.metrics import VesselMetrics, apply_fov
@@ -137,6 +147,16 @@ def run_image(
     return {"scores": scores, "frames": frames}
 
 
+def mean_rows(condition: str, per_image: list[dict]) -> list[str]:
+    """One table row per method: F1 after each stroke count, mean over the images' scores."""
+    return [
+        f"| {condition} | {m} | "
+        + " | ".join(f"{np.mean([s[m][n] for s in per_image]):.4f}" for n in COUNTS)
+        + " |"
+        for m in METHODS
+    ]
+
+
 def build_roads_runner(model: str, work: Path):
     """The massroads bundle's GeoTIFF runner (its inference.json) on the images of ``work``, writing to ``work/out``."""
     parser = ConfigParser()
@@ -156,11 +176,9 @@ def build_roads_runner(model: str, work: Path):
 
 def predict_raster(runner, path: Path) -> np.ndarray:
     """Road probability ``(H, W)`` of ``path`` as the massroads CLI writes it (``<stem>_prob.tif``; void -> 0)."""
-    runner.dataset.refresh()
-    index = next(i for i, d in enumerate(runner.dataset.data) if Path(d["image"]).name == path.name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a PNG crop has no geotransform
-        runner.process(index)
+        process_file(runner, path)
     with rasterio.open(runner.output_dir / f"{path.stem}_prob.tif") as ds:
         return np.clip(ds.read(1), 0.0, 1.0)
 
@@ -185,12 +203,7 @@ def roads_rows(model: str, data: Path, crop: int, prior: str) -> list[str]:
             result = run_image(runner, work, tile, src, label, valid, prior, predict_raster)
             per_image.append(result["scores"])
             print("roads", tile, {m: round(s[5], 4) for m, s in result["scores"].items()}, flush=True)
-    return [
-        f"| roads (road F1) | {m} | "
-        + " | ".join(f"{np.mean([s[m][n] for s in per_image]):.4f}" for n in COUNTS)
-        + " |"
-        for m in METHODS
-    ]
+    return mean_rows("roads (road F1)", per_image)
 
 
 def save_frames(frames: list, image: Path, label: np.ndarray, out: Path, count: int = 3) -> None:
@@ -239,9 +252,7 @@ def retina_rows(model: str, data: Path, ids: list[int], prior: str, frames: Path
                 print(cond, i, {m: round(s[5], 4) for m, s in result["scores"].items()}, flush=True)
                 if frames and cond != "DRIVE as is" and i == ids[0]:
                     save_frames(result["frames"], src, label, frames)
-            for m in METHODS:
-                means = [np.mean([s[m][n] for s in per_image]) for n in COUNTS]
-                rows.append(f"| {cond} | {m} | " + " | ".join(f"{v:.4f}" for v in means) + " |")
+            rows += mean_rows(cond, per_image)
     return rows
 
 

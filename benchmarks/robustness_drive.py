@@ -108,12 +108,16 @@ def build_runner(
     )
 
 
+def process_file(runner: Any, path: Path) -> None:
+    """Segment the file ``path`` of the runner's (re-listed) folder into its ``output_dir``."""
+    runner.dataset.refresh()
+    runner.process(next(i for i, d in enumerate(runner.dataset.data) if Path(d["image"]).name == path.name))
+
+
 def predict_file(runner: FolderSegmentationRunner, path: Path) -> np.ndarray:
     """Vessel probability ``(H, W)`` of the image file ``path`` (in the runner's folder) as the bundle CLI writes it
     (``<stem>_prob.png``), with the runner's current ``prior_dir`` / ``strokes_dir``."""
-    runner.dataset.refresh()
-    index = next(i for i, d in enumerate(runner.dataset.data) if Path(d["image"]).name == path.name)
-    runner.process(index)
+    process_file(runner, path)
     with Image.open(runner.output_dir / f"{path.stem}_prob.png") as im:
         return np.asarray(im, dtype=np.float32) / 255.0
 
