@@ -47,6 +47,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -202,11 +203,12 @@ def train_fold(cmd: Sequence[str], out: Path, threads: int) -> float:
 
 
 def evaluate_fold(
-    model: Path, overrides: Mapping[str, str], data: Path, val: Sequence[int]
+    model: Path, overrides: Mapping[str, str], data: Path, val: Sequence[int], device: str = "cpu"
 ) -> dict[str, Any]:
-    """Vessel F1 / AUC on the fold's images as they are, robustness, and every condition's metrics."""
+    """Vessel F1 / AUC on the fold's images as they are, robustness, and every condition's metrics (inference on
+    ``device``)."""
     with tempfile.TemporaryDirectory() as tmp:
-        runner = build_runner(str(model), True, Path(tmp), inference_overrides(overrides))
+        runner = build_runner(str(model), True, Path(tmp), inference_overrides(overrides), device)
         t0 = time.perf_counter()
         scores = {
             c: r["m"] for c, r in score_conditions({"m": runner}, data / "training", val, Path(tmp)).items()
@@ -395,6 +397,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--threads", type=int, default=1, help="OMP threads of each training and of the evaluation"
     )
     ap.add_argument("--jobs", type=int, default=1, help="trainings at a time (e.g. several on one GPU)")
+    ap.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="device of the fold scoring (default: cuda when available; the s / image timing is always cpu)",
+    )
     ap.add_argument("--repeats", type=int, default=5, help="timed inference calls per run (0: skip timing)")
     ap.add_argument("--report-all", action="store_true", help="report every run under --work, train nothing")
     ap.add_argument("--out", default=None, help="write the Markdown report here")
@@ -429,7 +436,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (recipe, fold) in failed:
             continue
         try:
-            r = run_fold(recipe, fold, work, data, overrides, args.threads)
+            r = run_fold(
+                recipe,
+                fold,
+                work,
+                data,
+                overrides,
+                args.threads,
+                evaluate=partial(evaluate_fold, device=args.device),
+            )
         except (RuntimeError, ValueError) as e:
             print(e, file=sys.stderr, flush=True)
             failed.add((recipe, fold))

@@ -85,9 +85,14 @@ CONDITIONS: dict[str, Callable[[Triple], Triple]] = {
 
 
 def build_runner(
-    model: str, rescale: bool, work: Path, overrides: Mapping[str, Any] | None = None
+    model: str,
+    rescale: bool,
+    work: Path,
+    overrides: Mapping[str, Any] | None = None,
+    device: str = "cpu",
 ) -> FolderSegmentationRunner:
-    """The retina bundle's runner (its inference.json) on the images of ``work``, writing to ``work/out``.
+    """The retina bundle's runner (its inference.json) on the images of ``work``, writing to ``work/out``, on
+    ``device`` (``"cpu"``, ``"cuda"``).
 
     ``overrides``: config ids and values set after loading, as ``--id value`` would on the command line (e.g.
     ``{"network_def#cell": "sru", "network_def#level": 0}`` for a model trained with another network).
@@ -95,7 +100,7 @@ def build_runner(
     parser = ConfigParser()
     parser.read_config(str(BUNDLE / "configs" / "inference.json"))
     parser["bundle_root"] = str(BUNDLE)
-    parser["device"] = "$torch.device('cpu')"
+    parser["device"] = f"$torch.device({device!r})"
     parser.update(dict(overrides or {}))
     return FolderSegmentationRunner(
         parser.get_parsed_content("network"),

@@ -224,13 +224,18 @@ def test_main_trains_scores_reports_and_resumes(tmp_path, monkeypatch):
             raise RuntimeError(f"training of {out} failed")
         return 3.0
 
-    def evaluate(model, overrides, data, val):
+    devices = set()
+
+    def evaluate(model, overrides, data, val, device):
+        devices.add(device)
         return {"f1": 0.8 + val[0] / 1000, "auc": 0.97, "robustness": 0.7, "params": 7}
 
     monkeypatch.setattr(cv_drive, "train_fold", train)
     monkeypatch.setattr(cv_drive, "evaluate_fold", evaluate)
     args = ["--recipe", "dru4", "basicunet", "--folds", "0", "1", "--epochs", "2", "--repeats", "0"]
     args += [
+        "--device",
+        "meta",
         "--data",
         str(tmp_path / "DRIVE"),
         "--work",
@@ -243,6 +248,7 @@ def test_main_trains_scores_reports_and_resumes(tmp_path, monkeypatch):
     assert {t[0] for t in trained} == names and {t[2:] for t in trained} == {(2, 2)}
     table = (tmp_path / "cv.md").read_text()
     assert "| dru4 " in table and "0,1" in table and "| basicunet " in table
+    assert devices == {"meta"}  # --device reaches the scoring
     trained.clear()
     assert cv_drive.main(args) == 1  # finished folds skipped, the failed one retried
     assert trained == [("basicunet+max_epochs=2+val_interval=2", "fold1", 2, 2)]
