@@ -12,6 +12,11 @@ which clamps the strokes into the mask at every step. ``s_0`` is drawn from:
 
 Strokes (0 to ``max_strokes``) are drawn on the largest error components of that starting mask
 (:func:`monai_rurnet.data.strokes.add_strokes`). Items without interaction train as before.
+
+Strokes only teach what the image does not already show: on clean training patches the network finds the vessels
+without them. With ``degrade_prob`` > 0 that share of the interactive items is degraded first (Gaussian blur,
+lower contrast, noise, on the normalised image: :func:`degrade`), so that their own prediction misses
+structures and the strokes carry information the network must learn to extend.
 """
 
 from __future__ import annotations
@@ -23,14 +28,37 @@ import numpy as np
 import torch
 from ignite.engine import Engine
 from monai.engines.utils import default_prepare_batch
+from monai.networks.layers import GaussianFilter
 
 from monai_rurnet.data.strokes import DEFAULT_STROKE_LENGTH, add_strokes, corrupt_mask
 from monai_rurnet.inferers.probability import foreground_probability
 from monai_rurnet.networks.guidance import NO_PRIOR
 
-__all__ = ["PRIOR_MODES", "StrokeInteraction", "PrepareGuidedBatch"]
+__all__ = ["PRIOR_MODES", "degrade", "StrokeInteraction", "PrepareGuidedBatch"]
 
 PRIOR_MODES = ("constant", "prediction", "corrupted")
+
+
+def degrade(
+    image: torch.Tensor,
+    rng: np.random.Generator,
+    sigma: tuple[float, float] = (0.5, 2.0),
+    contrast: tuple[float, float] = (0.3, 1.0),
+    noise: tuple[float, float] = (0.0, 0.3),
+) -> torch.Tensor:
+    """A weaker view of one normalised image ``(C, *S)``: Gaussian blur of a standard deviation drawn from
+    ``sigma`` (pixels), contrast about the channel means scaled by a factor from ``contrast``, then Gaussian noise
+    of a standard deviation from ``noise`` (in the image's units: z-scored images have unit spread)."""
+    s, c, n = (float(rng.uniform(*r)) for r in (sigma, contrast, noise))
+    x = image.float()
+    blurred = GaussianFilter(x.dim() - 1, s).to(x.device)(x[None])[0]
+    dims = tuple(range(1, x.dim()))
+    mean = blurred.mean(dim=dims, keepdim=True)
+    out = mean + c * (blurred - mean)
+    if n > 0:
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        out = out + n * torch.randn(out.shape, generator=gen).to(out.device)
+    return out.to(image.dtype)
 
 
 class StrokeInteraction:
@@ -41,6 +69,8 @@ class StrokeInteraction:
         max_strokes: strokes per interactive item, drawn uniformly in ``0..max_strokes``.
         stroke_length: stroke length in pixels.
         prior_modes: where ``s_0`` comes from (see the module docstring), drawn uniformly per item.
+        degrade_prob: share of the interactive items whose image is degraded (:func:`degrade`) before ``s_0``,
+            the strokes and the training step (0: none, as before).
         seed: seed of the simulation's random generator.
         image_key, label_key: batch keys of the image and the (binary) label.
     """
@@ -51,6 +81,7 @@ class StrokeInteraction:
         max_strokes: int = 10,
         stroke_length: int = DEFAULT_STROKE_LENGTH,
         prior_modes: Sequence[str] = PRIOR_MODES,
+        degrade_prob: float = 0.0,
         seed: int = 0,
         image_key: str = "image",
         label_key: str = "label",
@@ -60,9 +91,10 @@ class StrokeInteraction:
             raise ValueError(
                 f"prior_modes must be a non-empty subset of {PRIOR_MODES}, got {list(prior_modes)}."
             )
-        if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"prob must be in [0, 1], got {prob}.")
-        self.prob = float(prob)
+        for name, value in (("prob", prob), ("degrade_prob", degrade_prob)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}.")
+        self.prob, self.degrade_prob = float(prob), float(degrade_prob)
         self.max_strokes = int(max_strokes)
         self.stroke_length = int(stroke_length)
         self.prior_modes = tuple(prior_modes)
@@ -80,7 +112,8 @@ class StrokeInteraction:
         return foreground_probability(out).cpu().numpy()
 
     def simulate(self, engine: Engine, batchdata: dict[str, Any]) -> None:
-        """Put ``"prior"`` and ``"strokes"`` ``(B, 1, *S)`` into ``batchdata``."""
+        """Put ``"prior"`` and ``"strokes"`` ``(B, 1, *S)`` into ``batchdata`` (and degrade the images of the
+        items drawn for it)."""
         image = torch.as_tensor(batchdata[self.image_key])
         labels = torch.as_tensor(batchdata[self.label_key]).cpu().numpy()[:, 0] > 0
         b, spatial = int(image.shape[0]), tuple(image.shape[2:])
@@ -88,6 +121,14 @@ class StrokeInteraction:
         strokes = np.zeros((b, 1, *spatial), dtype=np.uint8)
         chosen = np.flatnonzero(self.rng.random(b) < self.prob)
         modes = {int(i): self.prior_modes[int(self.rng.integers(len(self.prior_modes)))] for i in chosen}
+        weaker = (
+            [int(i) for i in chosen if self.rng.random() < self.degrade_prob] if self.degrade_prob else []
+        )
+        if weaker:
+            image = image.clone()
+            for i in weaker:
+                image[i] = degrade(image[i], self.rng)
+            batchdata[self.image_key] = image
         own = None
         if any(m != "corrupted" for m in modes.values()):
             own = self._own_prediction(engine, image)

@@ -31,6 +31,19 @@ def test_strokes_go_on_the_largest_errors_with_the_right_kind():
     assert bg.any() and bool(pred[bg].all()) and not bool(label[bg].any())
 
 
+def test_a_shifted_result_gets_strokes_of_the_right_kind():
+    """A thin vessel found two pixels off: its missed and false pixels touch, yet are separate errors."""
+    label = np.zeros((48, 64), dtype=bool)
+    label[20:22, 4:60] = True
+    pred = np.roll(label, 2, axis=0)  # rows 20-21 missed, 22-23 false: touching
+    comps, sizes = error_components(pred, label)
+    assert sizes.tolist() == [112, 112]
+    strokes = add_strokes(pred, label, 2, length=12)
+    fg, bg = strokes == STROKE_FOREGROUND, strokes == STROKE_BACKGROUND
+    assert fg.any() and bg.any()
+    assert bool(label[fg].all()) and not bool(label[bg].any())
+
+
 def test_no_stroke_outside_valid_or_on_correct_pixels():
     pred, label = _scene()
     valid = np.ones_like(label)
