@@ -19,6 +19,7 @@ terms: ``bundles/handseg/docs/README.md``):
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -238,21 +239,42 @@ def hand_dataset_datalist(
     return HAND_DATASETS[key](root)
 
 
+def _write_synthetic_pair(job: tuple[Path, Path, tuple[int, int], int]) -> None:
+    """Generate one synthetic pair and write its image and mask PNGs atomically."""
+    image_path, mask_path, size, seed = job
+    img, mask = synthetic_hand_image(size, seed=seed)
+    atomic_write(image_path, lambda tmp: Image.fromarray(img).save(tmp, format="PNG"))
+    atomic_write(mask_path, lambda tmp: Image.fromarray(mask * 255).save(tmp, format="PNG"))
+
+
 def make_synthetic_hands(
-    out_dir: str | Path, n: int = 16, size: tuple[int, int] = (256, 256), seed: int = 0
+    out_dir: str | Path,
+    n: int = 16,
+    size: tuple[int, int] = (256, 256),
+    seed: int = 0,
+    workers: int = 0,
 ) -> list[dict[str, str]]:
     """Write ``n`` synthetic pairs ``out_dir/images/hand_XXXX.png`` + ``out_dir/masks/hand_XXXX.png`` (mask 255).
 
-    Image ``i`` uses generator seed ``seed * 100003 + i``. Returns the datalist ``[{"image", "label"}]``.
+    Image ``i`` uses generator seed ``seed * 100003 + i``. ``workers`` > 0 generates in that many processes (the
+    files are the same). Returns the datalist ``[{"image", "label"}]``.
     """
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
-    items = []
-    for i in range(n):
-        img, mask = synthetic_hand_image(size, seed=seed * 100003 + i)
-        ip, mp = out / "images" / f"hand_{i:04d}.png", out / "masks" / f"hand_{i:04d}.png"
-        Image.fromarray(img).save(ip)
-        Image.fromarray(mask * 255).save(mp)
-        items.append({"image": str(ip), "label": str(mp)})
-    return items
+    jobs = [
+        (
+            out / "images" / f"hand_{i:04d}.png",
+            out / "masks" / f"hand_{i:04d}.png",
+            tuple(size),
+            seed * 100003 + i,
+        )
+        for i in range(n)
+    ]
+    if workers > 0 and n > 1:
+        with ProcessPoolExecutor(min(workers, n)) as pool:
+            list(pool.map(_write_synthetic_pair, jobs, chunksize=max(1, n // (4 * workers))))
+    else:
+        for job in jobs:
+            _write_synthetic_pair(job)
+    return [{"image": str(ip), "label": str(mp)} for ip, mp, _, _ in jobs]
