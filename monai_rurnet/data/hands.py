@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from monai_rurnet.data.synthetic import synthetic_hand_image
-from monai_rurnet.utils import atomic_write
+from monai_rurnet.data.writers import save_png
 
 __all__ = [
     "HAND_DATASETS",
@@ -199,7 +199,7 @@ def egohands_datalist(root: str | Path, mask_dir: str | Path) -> list[dict[str, 
                 with Image.open(frame) as im:
                     size = (im.height, im.width)
                 mask = _polygon_mask(size, [entry[f] for f in EGOHANDS_FIELDS if f in entry.dtype.names])
-                atomic_write(target, lambda tmp, m=mask: Image.fromarray(m).save(tmp, format="PNG"))
+                save_png(mask, target)
             out.append({"image": str(frame), "label": str(target)})
     return out
 
@@ -243,8 +243,8 @@ def _write_synthetic_pair(job: tuple[Path, Path, tuple[int, int], int]) -> None:
     """Generate one synthetic pair and write its image and mask PNGs atomically."""
     image_path, mask_path, size, seed = job
     img, mask = synthetic_hand_image(size, seed=seed)
-    atomic_write(image_path, lambda tmp: Image.fromarray(img).save(tmp, format="PNG"))
-    atomic_write(mask_path, lambda tmp: Image.fromarray(mask * 255).save(tmp, format="PNG"))
+    save_png(img, image_path)
+    save_png(mask * 255, mask_path)
 
 
 def make_synthetic_hands(
