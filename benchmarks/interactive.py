@@ -27,10 +27,12 @@ stroke and the refined result (for the docs).
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -228,12 +230,20 @@ def save_frames(frames: list, image: Path, label: np.ndarray, out: Path, count: 
         Image.fromarray(rgb.astype(np.uint8)).save(out / f"refine_{k}_{name}.png", optimize=True)
 
 
-def retina_rows(model: str, data: Path, ids: list[int], prior: str, frames: Path | None) -> list[str]:
-    """Table rows of vessel F1 on the DRIVE training ids ``ids``, as they are and degraded (see ``CONDITIONS``)."""
+def retina_rows(
+    model: str,
+    data: Path,
+    ids: list[int],
+    prior: str,
+    frames: Path | None,
+    overrides: dict[str, Any] | None = None,
+) -> list[str]:
+    """Table rows of vessel F1 on the DRIVE training ids ``ids``, as they are and degraded (see ``CONDITIONS``);
+    ``overrides``: retina config ids and values for a model trained with other network arguments."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        runner = build_runner(model, True, work)
+        runner = build_runner(model, True, work, overrides)
         for cond, fn in CONDITIONS.items():
             per_image = []
             for i in ids:
@@ -270,7 +280,20 @@ def main() -> None:
     )
     ap.add_argument("--roads_data", default=str(ROOT.parent / "shared" / "data" / "MassRoads"))
     ap.add_argument("--roads_crop", type=int, default=750, help="central crop of each withheld tile (px)")
+    ap.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="ID=VALUE",
+        help="retina config override (JSON value), e.g. network_def#stroke_channels=true; repeatable",
+    )
     args = ap.parse_args()
+    overrides = {}
+    for item in args.override:
+        key, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--override {item!r}: expected ID=VALUE")
+        overrides[key] = json.loads(value)
     data = Path(args.data) / "training"
     ids = [int(i) for i in args.ids.split(",")]
     lines = [
@@ -279,7 +302,8 @@ def main() -> None:
     ]
     tasks = args.tasks.split(",")
     if "retina" in tasks:
-        lines += retina_rows(args.model, data, ids, args.prior, Path(args.frames) if args.frames else None)
+        frames = Path(args.frames) if args.frames else None
+        lines += retina_rows(args.model, data, ids, args.prior, frames, overrides)
     if "roads" in tasks:
         lines += roads_rows(args.roads_model, Path(args.roads_data), args.roads_crop, args.prior)
     table = "\n".join(lines)

@@ -106,6 +106,7 @@ class OnnxRuntimePredictor(StepLoop):
         x, guide = self.split_guidance(plain(x).detach().to("cpu"))
         if self.info.get("recurrent", False):
             check_spatial_size(x.shape[2:], int(self.info["divisor"]))
+        x = self.step_input(x, guide)
         arr = np.ascontiguousarray(x.to(torch.float32).numpy())
         out = self._run(arr, self.steps if steps is None else steps, self.tol if tol is None else tol, guide)
         return torch.from_numpy(out).to(device)

@@ -26,6 +26,7 @@ import torch.nn as nn
 
 from monai_rurnet.networks.export import recurrent_info
 from monai_rurnet.networks.guidance import (
+    append_stroke_channels,
     check_binary,
     clamp_mask,
     honour_strokes,
@@ -134,6 +135,15 @@ class StepLoop:
         image, prior, strokes = parts
         fg, bg = stroke_masks(strokes)
         return image, (prior, fg, bg)
+
+    def step_input(self, x: torch.Tensor, guide: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
+        """The ``x`` the step takes: the image, with the stroke input channels appended for a network built with
+        ``stroke_channels`` (zero without guidance)."""
+        if not self.info.get("stroke_channels", 0):
+            return x
+        empty = torch.zeros(0, dtype=torch.bool, device=x.device)
+        fg, bg = (guide[1], guide[2]) if guide is not None else (empty, empty)
+        return append_stroke_channels(x, fg.to(x.device), bg.to(x.device))
 
     def _to_torch(self, a: Any) -> torch.Tensor:
         """A loop array as a torch tensor (the guidance is applied with torch, elementwise)."""
@@ -290,6 +300,7 @@ class TorchStepLoop(StepLoop):
             x, guide = self.split_guidance(plain(x))
             if self.info["recurrent"]:
                 self.network._check_input(x)
+            x = self.step_input(x, guide)
             x = self._format(x if self.compute_dtype is None else x.to(self.compute_dtype))
             out = self._run(
                 x, self.steps if steps is None else steps, self.tol if tol is None else tol, guide

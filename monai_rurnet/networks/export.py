@@ -41,6 +41,7 @@ def recurrent_info(net: nn.Module) -> dict[str, Any]:
         "state_init": net.state_init,
         "steps": net.steps,
         "mask_recurrence": net.mask_recurrence,
+        "stroke_channels": net.step_in_channels - net.in_channels,
     }
 
 
@@ -112,7 +113,7 @@ def export_step_onnx(
         in_ch, dims = first.in_channels, first.weight.dim() - 2
     size = tuple(example_size) if example_size is not None else (int(info.get("divisor", 16)) * 2,) * dims
     _instance_norms_for_export(net, dims)
-    x = torch.randn(1, in_ch, *size)
+    x = torch.randn(1, in_ch + int(info.get("stroke_channels", 0)), *size)
     spatial = {i + 2: f"s{i}" for i in range(dims)}
     state_spatial = {i + 2: f"hs{i}" for i in range(dims)}
     if recurrent:

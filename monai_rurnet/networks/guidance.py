@@ -17,6 +17,12 @@ Packed input (the inference paths): the guidance travels as :data:`GUIDANCE_CHAN
 preprocessed image, ``[image, prior + 1, strokes]`` (:func:`pack_guidance`), so that sliding windows, flips and
 resizing treat it with the image; zero (what padding adds) reads as "no prior" and "no stroke". The anytime
 loop (:class:`~monai_rurnet.inferers.StepLoop`) splits it off again (:func:`unpack_guidance`).
+
+Stroke input channels: a network built with ``stroke_channels=True`` also sees the strokes as
+:data:`STROKE_INPUT_CHANNELS` extra input channels ``[fg, bg]`` (0/1, zero without strokes) after the image, at
+every step (:func:`append_stroke_channels`), so that it can tell a stroke from a confident prior pixel.
+:func:`add_stroke_inputs` upgrades weights trained without them (zero weights for the new channels: the same
+outputs until training teaches them).
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ import torch
 
 __all__ = [
     "GUIDANCE_CHANNELS",
+    "STROKE_INPUT_CHANNELS",
+    "append_stroke_channels",
+    "add_stroke_inputs",
     "pack_guidance",
     "unpack_guidance",
     "STROKE_NONE",
@@ -50,6 +59,8 @@ STROKE_LOGIT = 20.0
 NO_PRIOR = -1.0
 #: extra input channels of a packed, guided input: the prior (offset by +1, 0 = none) and the stroke map.
 GUIDANCE_CHANNELS = 2
+#: extra network input channels of a ``stroke_channels`` network: foreground and background stroke pixels.
+STROKE_INPUT_CHANNELS = 2
 
 
 def check_binary(out_channels: int) -> None:
@@ -120,6 +131,35 @@ def honour_strokes(logits: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor) -> 
     )
     target = sure_fg.view(shape)
     return torch.where(bg, -target, torch.where(fg, target, logits))
+
+
+def append_stroke_channels(x: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(B, C, *S)`` with the stroke channels ``[fg, bg]`` (0/1) appended: ``(B, C + 2, *S)``.
+
+    Empty ``fg``/``bg`` (no strokes) append zeros."""
+    if fg.numel() == 0 or bg.numel() == 0:
+        shape = [x.shape[0], 2] + list(x.shape[2:])  # STROKE_INPUT_CHANNELS (a literal: TorchScript)
+        return torch.cat([x, torch.zeros(shape, dtype=x.dtype, device=x.device)], dim=1)
+    return torch.cat([x, fg.to(x.dtype), bg.to(x.dtype)], dim=1)
+
+
+def add_stroke_inputs(
+    state: dict[str, torch.Tensor], target: dict[str, torch.Tensor], in_channels: int
+) -> dict[str, torch.Tensor]:
+    """``state`` (weights of a network without stroke input channels) fitted to ``target`` (the state dict of the
+    same network with them): every weight that takes the network input gets zero weights for the two stroke
+    channels, inserted after the ``in_channels`` image channels. Other tensors are returned as they are (a
+    mismatch left, e.g. a level-0 DRU whose reset gate outputs the input's width, fails the strict load)."""
+    out = dict(state)
+    for key, value in state.items():
+        want = target.get(key)
+        if want is None or want.shape == value.shape or value.dim() < 3:
+            continue
+        if value.shape[0] == want.shape[0] and value.shape[2:] == want.shape[2:]:
+            if want.shape[1] - value.shape[1] == STROKE_INPUT_CHANNELS:
+                zeros = value.new_zeros((value.shape[0], STROKE_INPUT_CHANNELS, *value.shape[2:]))
+                out[key] = torch.cat([value[:, :in_channels], zeros, value[:, in_channels:]], dim=1)
+    return out
 
 
 def pack_guidance(prior: np.ndarray | None, strokes: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -18,6 +19,9 @@ from monai_rurnet.networks.blocks import (
     UpStage,
 )
 from monai_rurnet.networks.guidance import (
+    STROKE_INPUT_CHANNELS,
+    add_stroke_inputs,
+    append_stroke_channels,
     check_binary,
     clamp_mask,
     honour_strokes,
@@ -78,6 +82,10 @@ class RecurrentUNet(nn.Module):
         return_all_steps: in training mode return all steps stacked as ``(B, T, C, *S)`` for
             :class:`~monai_rurnet.losses.MultiStepLoss` (opt-in, like MONAI ``DynUNet``'s deep supervision; the
             bundles' training configs turn it on).
+        stroke_channels: interactive refinement: the annotator's strokes also enter every step as two extra input
+            channels (foreground, background; zero without strokes), besides being clamped into the mask, so the
+            network can tell a stroke from a confident prior pixel. Weights trained without them load through
+            :meth:`load_state_dict` with zero weights for the new channels (level >= 1).
 
     Shapes:
         input ``(B, in_channels, *S)`` with ``S`` divisible by ``2 ** (len(features) - 1)``; eval output
@@ -107,6 +115,7 @@ class RecurrentUNet(nn.Module):
         norm: tuple | str = ("group", {"num_groups": 8}),
         act: tuple | str = ("relu", {"inplace": True}),
         return_all_steps: bool = False,
+        stroke_channels: bool = False,
     ) -> None:
         super().__init__()
         feats = tuple(int(f) for f in features)
@@ -129,9 +138,12 @@ class RecurrentUNet(nn.Module):
         self.state_init = float(init_value if state_init is None else state_init)
         self.mask_recurrence = mask_recurrence
         self.return_all_steps = return_all_steps
+        self.stroke_channels = bool(stroke_channels)
         self.divisor = 2 ** (len(feats) - 1)
+        #: channels of the ``x`` that :meth:`step` takes: the image and, with ``stroke_channels``, the strokes.
+        self.step_in_channels = in_channels + (STROKE_INPUT_CHANNELS if stroke_channels else 0)
 
-        net_in = in_channels + (out_channels if mask_recurrence else 0)
+        net_in = self.step_in_channels + (out_channels if mask_recurrence else 0)
         self.encoder = nn.ModuleList(
             [
                 ConvBlock(spatial_dims, net_in if i == 0 else feats[i - 1], feats[i], norm, act)
@@ -190,8 +202,19 @@ class RecurrentUNet(nn.Module):
             return torch.sigmoid(logits)
         return torch.softmax(logits, dim=1)
 
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """As :meth:`torch.nn.Module.load_state_dict`; with ``stroke_channels``, weights of the same network
+        without them get zero weights for the stroke input channels (same outputs until trained)."""
+        if self.stroke_channels:
+            state_dict = add_stroke_inputs(dict(state_dict), self.state_dict(), self.in_channels)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def step(self, x: torch.Tensor, mask: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One recurrent step: ``(x, s_{t-1}, h_{t-1}) -> (logits_t, h_t)``; ``h`` empty means ``h_0``."""
+        """One recurrent step: ``(x, s_{t-1}, h_{t-1}) -> (logits_t, h_t)``; ``h`` empty means ``h_0``.
+
+        ``x`` has :attr:`step_in_channels` channels (with ``stroke_channels``: :func:`append_stroke_channels`)."""
         e = torch.cat([x, mask], dim=1) if self.mask_recurrence else x
         skips: list[torch.Tensor] = []
         for block in self.encoder:
@@ -245,6 +268,8 @@ class RecurrentUNet(nn.Module):
         if strokes is not None:
             fg, bg = stroke_masks(strokes)
             mask = clamp_mask(mask, fg, bg)
+        if self.stroke_channels:
+            x = append_stroke_channels(x, fg, bg)
         h = torch.empty(0, dtype=x.dtype, device=x.device)
         outputs: list[torch.Tensor] = []
         for _ in range(n_steps):

@@ -78,3 +78,31 @@ def test_degrade_prob_degrades_only_interactive_items():
 def test_bad_options_are_refused(kw):
     with pytest.raises(ValueError, match=next(iter(kw))):
         StrokeInteraction(**kw)
+
+
+def test_interactive_training_teaches_the_stroke_channels():
+    """One trainer epoch with simulated interaction (as the bundles' ``--interactive_training``) on a network with
+    stroke input channels upgraded from weights without them: the zero-initialised stroke weights are trained."""
+    from monai.engines import SupervisedTrainer
+    from monai.losses import DiceCELoss
+
+    from monai_rurnet.engines import PrepareGuidedBatch
+    from monai_rurnet.losses import MultiStepLoss
+
+    torch.manual_seed(0)
+    old = RecurrentUNet(2, 3, 2, features=(4, 4, 4, 4, 4))
+    net = RecurrentUNet(2, 3, 2, features=(4, 4, 4, 4, 4), stroke_channels=True, return_all_steps=True)
+    net.load_state_dict(old.state_dict())
+    assert not bool(net.encoder[0][0].weight[:, 3:5].any())
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=[_batch() for _ in range(3)],
+        network=net,
+        optimizer=torch.optim.Adam(net.parameters(), 1e-2),
+        loss_function=MultiStepLoss(DiceCELoss(to_onehot_y=True, softmax=True)),
+        prepare_batch=PrepareGuidedBatch(),
+        iteration_update=StrokeInteraction(prob=1.0, max_strokes=5, prior_modes=["corrupted"], seed=0),
+    )
+    trainer.run()
+    assert bool(net.encoder[0][0].weight[:, 3:5].any())

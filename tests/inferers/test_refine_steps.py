@@ -16,9 +16,11 @@ from monai_rurnet.transforms import FOVRescaler
 pytest.importorskip("onnxruntime")
 
 
-def _net(out_channels: int = 2) -> torch.nn.Module:
+def _net(out_channels: int = 2, stroke_channels: bool = False) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_network("dru", out_channels=out_channels, features=(4, 8, 8, 16, 16), steps=3).eval()
+    return build_network(
+        "dru", out_channels=out_channels, features=(4, 8, 8, 16, 16), steps=3, stroke_channels=stroke_channels
+    ).eval()
 
 
 def _guidance(b: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -37,9 +39,9 @@ def _packed(x: torch.Tensor, prior: np.ndarray, strokes: np.ndarray) -> torch.Te
 
 
 @pytest.mark.parametrize("backend", ["eager", "torch", "onnxruntime"])
-@pytest.mark.parametrize("out_channels", [1, 2])
-def test_packed_guidance_equals_forward(backend, out_channels):
-    net = _net(out_channels)
+@pytest.mark.parametrize("out_channels,stroke_channels", [(1, False), (2, False), (2, True)])
+def test_packed_guidance_equals_forward(backend, out_channels, stroke_channels):
+    net = _net(out_channels, stroke_channels)
     x = torch.randn(2, 3, 32, 48)
     prior, strokes = _guidance(2, (32, 48))
     with torch.inference_mode():
@@ -47,17 +49,19 @@ def test_packed_guidance_equals_forward(backend, out_channels):
         plain = net(x)
     predictor = build_predictor(net, backend)
     out = predictor(_packed(x, prior, strokes))
-    assert float((out - ref).abs().max()) < 2e-4
-    assert float((predictor(x) - plain).abs().max()) < 2e-4  # unguided input: as before
+    tol = 5e-4  # the torch backend's channels-last group norms drift by a few 1e-4 (benchmarks/README.md)
+    assert float((out - ref).abs().max()) < tol
+    assert float((predictor(x) - plain).abs().max()) < tol  # unguided input: as before
     prob = torch.sigmoid(out[:, -1]) if out_channels == 1 else torch.softmax(out, 1)[:, 1]
     assert (prob[torch.from_numpy(strokes == 2)] > 0.999).all()
     assert (prob[torch.from_numpy(strokes == 1)] < 0.001).all()
 
 
 @pytest.mark.parametrize("backend", ["eager", "onnxruntime"])
-def test_per_sample_early_exit_with_guidance(backend):
+@pytest.mark.parametrize("stroke_channels", [False, True])
+def test_per_sample_early_exit_with_guidance(backend, stroke_channels):
     """Items leaving the loop early keep their guidance aligned (the rest run on with their own strokes)."""
-    net = _net()
+    net = _net(stroke_channels=stroke_channels)
     x = torch.randn(3, 3, 32, 32)
     prior, strokes = _guidance(3, (32, 32))
     packed = _packed(x, prior, strokes)

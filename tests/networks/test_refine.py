@@ -112,3 +112,43 @@ def test_guidance_needs_mask_recurrence():
     net = _net(cell=None, mask_recurrence=False)
     with pytest.raises(ValueError, match="mask_recurrence"):
         net(torch.rand(1, 3, 32, 32), strokes=torch.zeros(1, 1, 32, 32, dtype=torch.uint8))
+
+
+def test_weights_without_stroke_channels_load_with_the_same_outputs():
+    """Upgrading trained weights to ``stroke_channels``: zero weights for the new inputs, same results."""
+    old, x = _net(), torch.rand(1, 3, 32, 32)
+    fg, bg = _strokes()
+    prior = torch.rand(1, 1, 32, 32)
+    new = _net(stroke_channels=True)
+    new.load_state_dict(old.state_dict())
+    first = new.encoder[0][0].weight
+    assert first.shape[1] == 3 + 2 + 2 and not bool(first[:, 3:5].any())
+    assert torch.allclose(new(x), old(x), atol=1e-5)
+    assert torch.allclose(new.refine(x, prior, fg, bg), old.refine(x, prior, fg, bg), atol=1e-5)
+
+
+def test_stroke_channels_reach_every_step_and_not_the_unguided_run():
+    net, x = _net(stroke_channels=True), torch.rand(1, 3, 32, 32)
+    fg, bg = _strokes()
+    blind = _net(stroke_channels=True)
+    blind.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        blind.encoder[0][0].weight[:, 3:5] = 0.0  # strokes clamped into the mask only
+    assert torch.allclose(net(x), blind(x), atol=1e-6)  # no strokes: zero channels
+    away = torch.ones(32, 32, dtype=torch.bool)
+    away[:12, :] = False
+    away[16:26, 16:26] = False
+    assert not torch.allclose(
+        net.refine(x, None, fg, bg)[..., away], blind.refine(x, None, fg, bg)[..., away]
+    )
+    strokes = strokes_from_masks(fg, bg)
+    scripted = torch.jit.script(net)
+    assert torch.allclose(scripted(x, None, None, strokes), net(x, strokes=strokes), atol=1e-5)
+
+
+def test_stroke_channels_at_level_0_train_from_scratch_but_do_not_upgrade_old_weights():
+    net = _net(stroke_channels=True, level=0)
+    fg, bg = _strokes()
+    assert net.refine(torch.rand(1, 3, 32, 32), None, fg, bg).shape == (1, 2, 32, 32)
+    with pytest.raises(RuntimeError, match="size mismatch"):  # the reset gate outputs the input's width
+        net.load_state_dict(_net(level=0).state_dict())
