@@ -62,3 +62,20 @@ def test_train_precision(precision, dtype):
     inferer = parser.get_parsed_content("train#inferer")
     assert isinstance(inferer, AutocastInferer)
     assert (inferer.dtype is None) if dtype is None else str(inferer.dtype) == f"torch.{dtype}"
+
+
+def test_interaction_options_reach_the_simulation():
+    """The ``--interaction_*`` options configure ``StrokeInteraction``."""
+    parser = ConfigParser()
+    parser.read_config([str(ROOT / "configs" / "train_base.json")])
+    assert parser["interaction_prior_modes"] == ["constant", "prediction", "corrupted"]
+    parser.update(
+        {
+            "interaction_prob": 0.7,
+            "interaction_max_strokes": 4,
+            "interaction_degrade_prob": 0.8,
+            "interaction_prior_modes": ["prediction"],
+        }
+    )
+    sim = parser.get_parsed_content("train#interaction")
+    assert (sim.prob, sim.max_strokes, sim.degrade_prob, sim.prior_modes) == (0.7, 4, 0.8, ("prediction",))
