@@ -127,6 +127,10 @@ class RecurrentUNet(nn.Module):
             raise ValueError(f"level must be in 0..{len(feats) - 1} for features={feats}, got {level}.")
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}.")
+        if stroke_channels and not mask_recurrence:
+            raise ValueError(
+                "stroke_channels=True needs mask_recurrence=True: strokes guide the mask recurrence (refine)."
+            )
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.out_channels = out_channels

@@ -112,6 +112,8 @@ def test_guidance_needs_mask_recurrence():
     net = _net(cell=None, mask_recurrence=False)
     with pytest.raises(ValueError, match="mask_recurrence"):
         net(torch.rand(1, 3, 32, 32), strokes=torch.zeros(1, 1, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="stroke_channels=True needs mask_recurrence"):
+        _net(cell=None, mask_recurrence=False, stroke_channels=True)
 
 
 def test_weights_without_stroke_channels_load_with_the_same_outputs():
