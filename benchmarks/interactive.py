@@ -27,7 +27,6 @@ stroke and the refined result (for the docs).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
+from cv_drive import inference_overrides, parse_overrides
 from monai.bundle import ConfigParser
 from PIL import Image
 from rasterio.errors import NotGeoreferencedWarning
@@ -284,16 +284,11 @@ def main() -> None:
         "--override",
         action="append",
         default=[],
-        metavar="ID=VALUE",
-        help="retina config override (JSON value), e.g. network_def#stroke_channels=true; repeatable",
+        metavar="KEY=VALUE",
+        help="network_def override of the retina model, as in cv_drive.py, e.g. network_def#stroke_channels=true",
     )
     args = ap.parse_args()
-    overrides = {}
-    for item in args.override:
-        key, sep, value = item.partition("=")
-        if not sep:
-            ap.error(f"--override {item!r}: expected ID=VALUE")
-        overrides[key] = json.loads(value)
+    overrides = inference_overrides(parse_overrides(args.override))
     data = Path(args.data) / "training"
     ids = [int(i) for i in args.ids.split(",")]
     lines = [
