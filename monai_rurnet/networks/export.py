@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from monai_rurnet.networks.guidance import STROKE_INPUT_CHANNELS
 from monai_rurnet.networks.rurnet import RecurrentUNet
 
 __all__ = ["META_KEY", "StepModule", "export_step_onnx", "load_step_onnx", "recurrent_info"]
@@ -41,7 +42,7 @@ def recurrent_info(net: nn.Module) -> dict[str, Any]:
         "state_init": net.state_init,
         "steps": net.steps,
         "mask_recurrence": net.mask_recurrence,
-        "stroke_channels": net.step_in_channels - net.in_channels,
+        "stroke_channels": STROKE_INPUT_CHANNELS if net.stroke_channels else 0,
     }
 
 

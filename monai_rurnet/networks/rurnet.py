@@ -144,10 +144,9 @@ class RecurrentUNet(nn.Module):
         self.return_all_steps = return_all_steps
         self.stroke_channels = bool(stroke_channels)
         self.divisor = 2 ** (len(feats) - 1)
-        #: channels of the ``x`` that :meth:`step` takes: the image and, with ``stroke_channels``, the strokes.
-        self.step_in_channels = in_channels + (STROKE_INPUT_CHANNELS if stroke_channels else 0)
 
-        net_in = self.step_in_channels + (out_channels if mask_recurrence else 0)
+        step_in = in_channels + (STROKE_INPUT_CHANNELS if stroke_channels else 0)
+        net_in = step_in + (out_channels if mask_recurrence else 0)
         self.encoder = nn.ModuleList(
             [
                 ConvBlock(spatial_dims, net_in if i == 0 else feats[i - 1], feats[i], norm, act)
@@ -218,7 +217,8 @@ class RecurrentUNet(nn.Module):
     def step(self, x: torch.Tensor, mask: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One recurrent step: ``(x, s_{t-1}, h_{t-1}) -> (logits_t, h_t)``; ``h`` empty means ``h_0``.
 
-        ``x`` has :attr:`step_in_channels` channels (with ``stroke_channels``: :func:`append_stroke_channels`)."""
+        With ``stroke_channels``, ``x`` carries the two stroke channels after the image
+        (:func:`~monai_rurnet.networks.guidance.append_stroke_channels`)."""
         e = torch.cat([x, mask], dim=1) if self.mask_recurrence else x
         skips: list[torch.Tensor] = []
         for block in self.encoder:
