@@ -29,6 +29,7 @@ from monai_rurnet.networks.guidance import (
     stroke_masks,
     strokes_from_masks,
 )
+from monai_rurnet.utils import as_bool
 
 __all__ = ["RecurrentUNet", "CELLS", "check_spatial_size", "valid_sizes"]
 
@@ -127,6 +128,7 @@ class RecurrentUNet(nn.Module):
             raise ValueError(f"level must be in 0..{len(feats) - 1} for features={feats}, got {level}.")
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}.")
+        stroke_channels = as_bool(stroke_channels, "stroke_channels")  # "--network_def#stroke_channels false"
         if stroke_channels and not mask_recurrence:
             raise ValueError(
                 "stroke_channels=True needs mask_recurrence=True: strokes guide the mask recurrence (refine)."
@@ -142,7 +144,7 @@ class RecurrentUNet(nn.Module):
         self.state_init = float(init_value if state_init is None else state_init)
         self.mask_recurrence = mask_recurrence
         self.return_all_steps = return_all_steps
-        self.stroke_channels = bool(stroke_channels)
+        self.stroke_channels = stroke_channels
         self.divisor = 2 ** (len(feats) - 1)
 
         step_in = in_channels + (STROKE_INPUT_CHANNELS if stroke_channels else 0)

@@ -116,6 +116,14 @@ def test_guidance_needs_mask_recurrence():
         _net(cell=None, mask_recurrence=False, stroke_channels=True)
 
 
+def test_stroke_channels_from_the_command_line():
+    """``--network_def#stroke_channels false`` arrives as the string "false": no stroke channels."""
+    assert _net(stroke_channels="false").encoder[0][0].weight.shape[1] == 3 + 2
+    assert _net(stroke_channels="true").encoder[0][0].weight.shape[1] == 3 + 2 + 2
+    with pytest.raises(ValueError, match="stroke_channels must be true or false"):
+        _net(stroke_channels="maybe")
+
+
 def test_weights_without_stroke_channels_load_with_the_same_outputs():
     """Upgrading trained weights to ``stroke_channels``: zero weights for the new inputs, same results."""
     old, x = _net(), torch.rand(1, 3, 32, 32)
