@@ -128,7 +128,11 @@ class RecurrentUNet(nn.Module):
             raise ValueError(f"level must be in 0..{len(feats) - 1} for features={feats}, got {level}.")
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}.")
-        stroke_channels = as_bool(stroke_channels, "stroke_channels")  # "--network_def#stroke_channels false"
+        # flags from the command line ("--network_def#mask_recurrence false") arrive as strings
+        mask_recurrence = as_bool(mask_recurrence, "mask_recurrence")
+        state_block = as_bool(state_block, "state_block")
+        return_all_steps = as_bool(return_all_steps, "return_all_steps")
+        stroke_channels = as_bool(stroke_channels, "stroke_channels")
         if stroke_channels and not mask_recurrence:
             raise ValueError(
                 "stroke_channels=True needs mask_recurrence=True: strokes guide the mask recurrence (refine)."

@@ -117,8 +117,11 @@ def test_guidance_needs_mask_recurrence():
 
 
 def test_stroke_channels_from_the_command_line():
-    """``--network_def#stroke_channels false`` arrives as the string "false": no stroke channels."""
+    """``--network_def#stroke_channels false`` arrives as the string "false": no stroke channels (the same for the
+    other flags)."""
     assert _net(stroke_channels="false").encoder[0][0].weight.shape[1] == 3 + 2
+    assert _net(cell=None, mask_recurrence="false").encoder[0][0].weight.shape[1] == 3
+    assert _net(return_all_steps="False").return_all_steps is False
     assert _net(stroke_channels="true").encoder[0][0].weight.shape[1] == 3 + 2 + 2
     with pytest.raises(ValueError, match="stroke_channels must be true or false"):
         _net(stroke_channels="maybe")
