@@ -116,23 +116,14 @@ class Session:
         add_strokes(pred, self.label, 1, self.strokes, valid=self.fov)
 
 
-def run_image(
-    runner,
-    work: Path,
-    stem: str,
-    image: Path,
-    label: np.ndarray,
-    fov: np.ndarray,
-    prior: str = "first",
-    read=predict_file,
-) -> dict:
-    """F1 after each stroke count for every method, and the frames of the refine session (``read``: the
-    runner's probability map of an image)."""
-    first = read(runner, image)
+def run_image(s: Session, prior: str = "first") -> dict:
+    """F1 after each stroke count for every method on the image of session ``s``, and the frames of the refine
+    session (each method starts from no strokes)."""
+    first = s.read(s.runner, s.image)
     scores = {m: {} for m in METHODS}
     frames = []
     for method in METHODS:
-        s = Session(runner, work, stem, image, label, fov, read)
+        s.strokes = np.zeros_like(s.strokes)
         prob = first
         for n in range(max(COUNTS) + 1):
             if n:
@@ -143,7 +134,7 @@ def run_image(
                     start = prob if prior == "latest" else first
                     prob = s.predict(start if method == "refine" else None)
             if n in COUNTS:
-                scores[method][n] = vessel_f1(prob >= 0.5, label, fov)
+                scores[method][n] = vessel_f1(prob >= 0.5, s.label, s.fov)
             if method == "refine":
                 frames.append((s.strokes.copy(), prob >= 0.5))
     return {"scores": scores, "frames": frames}
@@ -202,7 +193,7 @@ def roads_rows(model: str, data: Path, crop: int, prior: str) -> list[str]:
             img.save(src)
             label = np.asarray(lab) > 127
             valid = ~(np.asarray(img) == 255).all(axis=-1)  # the runner's void pixels (white in every band)
-            result = run_image(runner, work, tile, src, label, valid, prior, predict_raster)
+            result = run_image(Session(runner, work, tile, src, label, valid, predict_raster), prior)
             per_image.append(result["scores"])
             print("roads", tile, {m: round(s[5], 4) for m, s in result["scores"].items()}, flush=True)
     return mean_rows("roads (road F1)", per_image)
@@ -257,7 +248,7 @@ def retina_rows(
                 src = work / f"{i}.png"
                 img.save(src)
                 label, fov_mask = np.asarray(lab) > 127, np.asarray(fov) > 127
-                result = run_image(runner, work, str(i), src, label, fov_mask, prior)
+                result = run_image(Session(runner, work, str(i), src, label, fov_mask), prior)
                 per_image.append(result["scores"])
                 print(cond, i, {m: round(s[5], 4) for m, s in result["scores"].items()}, flush=True)
                 if frames and cond != "DRIVE as is" and i == ids[0]:
