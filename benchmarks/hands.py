@@ -6,6 +6,8 @@ fine-tuned from the shipped weights, trained from scratch).
     # real-hands table: a folder of <subset>/images + <subset>/masks split in two halves (every other image
     # of each subset); zero-shot on the second half, fine-tuned (--init_weights) and from scratch on the first
     python benchmarks/hands.py real --data ../shared/data/Hands --work /tmp/hands_real --epochs 30
+    # weights trained at another size: every bundle command gets --image_size [128,128]
+    python benchmarks/hands.py --model runs/h128/model.pt --override "image_size=[128,128]" synthetic --work /tmp/h1
 
 Every number comes from ``python -m monai.bundle run`` (inference.json, and the train configs with command-line
 overrides only): the same commands a user runs. Scores: hand IoU pooled over all pixels of the set, the mean of
@@ -26,6 +28,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, table  # noqa: E402
+from cv_drive import parse_overrides  # noqa: E402
 
 from monai_rurnet.data import hand_dataset_datalist, synthetic_hand_image  # noqa: E402
 from monai_rurnet.metrics.segmentation import paper_metrics_from_confusion  # noqa: E402
@@ -48,11 +51,16 @@ def bundle(args: list[str], log: Path) -> float:
     return time.perf_counter() - t0
 
 
-def infer(images: Path, out: Path, model: Path, log: Path) -> float:
+def override_args(pairs: list[str]) -> list[str]:
+    """``["image_size=[128,128]", ...]`` -> ``["--image_size", "[128,128]", ...]`` for the bundle commands."""
+    return [arg for key, value in parse_overrides(pairs).items() for arg in (f"--{key}", value)]
+
+
+def infer(images: Path, out: Path, model: Path, log: Path, extra: list[str]) -> float:
     cfg = BUNDLE / "configs" / "inference.json"
     return bundle(
         ["--config_file", str(cfg), "--bundle_root", str(BUNDLE), "--dataset_dir", str(images), "--output_dir",
-         str(out), "--model_file", str(model), "--progress", "False", "--overwrite", "True"],
+         str(out), "--model_file", str(model), "--progress", "False", "--overwrite", "True", *extra],
         log,
     )  # fmt: skip
 
@@ -86,7 +94,7 @@ def synthetic(a: argparse.Namespace) -> str:
         img, mask = synthetic_hand_image((a.size, a.size), seed=FRESH_SEED + i)
         Image.fromarray(img).save(work / "images" / f"fresh_{i:04d}.png")
         Image.fromarray(mask * 255).save(work / "masks" / f"fresh_{i:04d}.png")
-    secs = infer(work / "images", work / "pred", Path(a.model), work / "infer.log")
+    secs = infer(work / "images", work / "pred", Path(a.model), work / "infer.log", override_args(a.override))
     s = score(hand_dataset_datalist("folder", work), work / "pred")
     rows = [[f"{a.n} fresh images, seeds {FRESH_SEED}+, {a.size}x{a.size}", s["hand_IoU"], s["mean_image_IoU"],
              s["mIoU"], f"{secs:.0f}"]]  # fmt: skip
@@ -120,10 +128,11 @@ def real(a: argparse.Namespace) -> str:
         if not link.exists():
             link.symlink_to(Path(d["image"]).resolve())
     n_fit = len(hand_dataset_datalist("folder", fit))
+    extra = override_args(a.override)
     shipped = Path(a.model)
     rows = []
     if "zero_shot" in a.which:
-        s = score(test_items, _run_infer(test_images, work / "zero_shot", shipped))
+        s = score(test_items, _run_infer(test_images, work / "zero_shot", shipped, extra))
         rows.append(["zero-shot (shipped weights)", "-", s["hand_IoU"], s["mean_image_IoU"], s["mIoU"]])
     for key, name, init in (
         ("finetune", "fine-tuned from the shipped weights", shipped),
@@ -134,7 +143,7 @@ def real(a: argparse.Namespace) -> str:
         run_dir = work / key
         args = ["--config_file", TRAIN, "--bundle_root", str(BUNDLE), "--dataset_dir", str(fit),
                 "--ckpt_dir", str(run_dir / "ckpt"), "--output_dir", str(run_dir / "out"),
-                "--max_epochs", str(a.epochs), "--val_interval", "1", "--show_progress", "False"]  # fmt: skip
+                "--max_epochs", str(a.epochs), "--val_interval", "1", "--show_progress", "False", *extra]  # fmt: skip
         if init is not None:
             args += ["--init_weights", str(init), "--learning_rate", str(a.finetune_lr)]
         timing = run_dir / "train_seconds.txt"
@@ -142,7 +151,7 @@ def real(a: argparse.Namespace) -> str:
             run_dir.mkdir(parents=True, exist_ok=True)
             timing.write_text(f"{bundle(args, run_dir / 'train.log'):.1f}\n")
         secs = float(timing.read_text())
-        s = score(test_items, _run_infer(test_images, run_dir / "pred", run_dir / "ckpt" / "model.pt"))
+        s = score(test_items, _run_infer(test_images, run_dir / "pred", run_dir / "ckpt" / "model.pt", extra))
         rows.append(
             [f"{name}, {a.epochs} epochs", f"{secs / 60:.1f}", s["hand_IoU"], s["mean_image_IoU"], s["mIoU"]]
         )
@@ -154,8 +163,8 @@ def real(a: argparse.Namespace) -> str:
     )
 
 
-def _run_infer(images: Path, out: Path, model: Path) -> Path:
-    infer(images, out, model, out.with_suffix(".log"))
+def _run_infer(images: Path, out: Path, model: Path, extra: list[str]) -> Path:
+    infer(images, out, model, out.with_suffix(".log"), extra)
     return out
 
 
@@ -176,6 +185,12 @@ def main() -> None:
     r.add_argument("--finetune_lr", type=float, default=5e-4)
     r.add_argument("--which", nargs="+", default=["zero_shot", "finetune", "scratch"])
     p.add_argument("--out", help="also write the tables here")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help='KEY=VALUE passed as --KEY VALUE to every bundle command, e.g. image_size="[128,128]"',
+    )
     a = p.parse_args()
     text = environment() + f"\nthreads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}\n\n"
     text += synthetic(a) if a.mode == "synthetic" else real(a)
