@@ -64,6 +64,7 @@ __all__ = [
     "RECIPES",
     "fold_ids",
     "parse_overrides",
+    "override_args",
     "run_name",
     "recipe_overrides",
     "inference_overrides",
@@ -158,9 +159,12 @@ def train_command(
     cmd = [python, "-m", "monai.bundle", "run", "--config_file", json.dumps(list(TRAIN_CONFIGS))]
     cmd += ["--bundle_root", "bundles/retina_drive", "--dataset_dir", str(data), "--ckpt_dir", str(ckpt_dir)]
     cmd += ["--train_ids", str(train), "--val_ids", str(val), "--show_progress", "false"]
-    for key, value in recipe_overrides(recipe, overrides).items():
-        cmd += [f"--{key}", value]
-    return cmd
+    return cmd + override_args(recipe_overrides(recipe, overrides))
+
+
+def override_args(overrides: Mapping[str, str]) -> list[str]:
+    """``{key: value}`` -> ``["--key", value, ...]``: overrides as arguments of a ``monai.bundle run`` command."""
+    return [arg for key, value in overrides.items() for arg in (f"--{key}", value)]
 
 
 def inference_overrides(overrides: Mapping[str, str]) -> dict[str, Any]:

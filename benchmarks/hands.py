@@ -28,7 +28,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, table  # noqa: E402
-from cv_drive import parse_overrides  # noqa: E402
+from cv_drive import override_args, parse_overrides  # noqa: E402
 
 from monai_rurnet.data import hand_dataset_datalist, synthetic_hand_image  # noqa: E402
 from monai_rurnet.metrics.segmentation import paper_metrics_from_confusion  # noqa: E402
@@ -49,11 +49,6 @@ def bundle(args: list[str], log: Path) -> float:
     if rc != 0:
         raise RuntimeError(f"monai.bundle run {' '.join(args)} failed ({rc}):\n{log.read_text()[-3000:]}")
     return time.perf_counter() - t0
-
-
-def override_args(pairs: list[str]) -> list[str]:
-    """``["image_size=[128,128]", ...]`` -> ``["--image_size", "[128,128]", ...]`` for the bundle commands."""
-    return [arg for key, value in parse_overrides(pairs).items() for arg in (f"--{key}", value)]
 
 
 def infer(images: Path, out: Path, model: Path, log: Path, extra: list[str]) -> float:
@@ -94,7 +89,13 @@ def synthetic(a: argparse.Namespace) -> str:
         img, mask = synthetic_hand_image((a.size, a.size), seed=FRESH_SEED + i)
         Image.fromarray(img).save(work / "images" / f"fresh_{i:04d}.png")
         Image.fromarray(mask * 255).save(work / "masks" / f"fresh_{i:04d}.png")
-    secs = infer(work / "images", work / "pred", Path(a.model), work / "infer.log", override_args(a.override))
+    secs = infer(
+        work / "images",
+        work / "pred",
+        Path(a.model),
+        work / "infer.log",
+        override_args(parse_overrides(a.override)),
+    )
     s = score(hand_dataset_datalist("folder", work), work / "pred")
     rows = [[f"{a.n} fresh images, seeds {FRESH_SEED}+, {a.size}x{a.size}", s["hand_IoU"], s["mean_image_IoU"],
              s["mIoU"], f"{secs:.0f}"]]  # fmt: skip
@@ -128,7 +129,7 @@ def real(a: argparse.Namespace) -> str:
         if not link.exists():
             link.symlink_to(Path(d["image"]).resolve())
     n_fit = len(hand_dataset_datalist("folder", fit))
-    extra = override_args(a.override)
+    extra = override_args(parse_overrides(a.override))
     shipped = Path(a.model)
     rows = []
     if "zero_shot" in a.which:
