@@ -61,9 +61,18 @@ def test_train_synthetic_then_evaluate_folder(tmp_path, capsys):
         str(BASE / "train_base.json"),
         str(BUNDLE / "configs" / "train.json"),
     ]
-    run(config_file=train, max_epochs=1, num_synthetic_train=4, num_synthetic_val=2, **common)
+    # pairs rendered larger than the network's size and resized by the transforms, as inference resizes images
+    run(
+        config_file=train,
+        max_epochs=1,
+        num_synthetic_train=4,
+        num_synthetic_val=2,
+        synthetic_size=[80, 80],
+        **common,
+    )
     assert (tmp_path / "models" / "model.pt").is_file()
-    assert len(list((tmp_path / "tb" / "synthetic_hands" / "train" / "images").iterdir())) == 4
+    rendered = sorted((tmp_path / "tb" / "synthetic_hands" / "train" / "images").iterdir())
+    assert len(rendered) == 4 and Image.open(rendered[0]).size == (80, 80)
 
     # a real dataset in the nested layout of shared/data/Hands: <subset>/images + <subset>/masks
     for subset, seed in (("A", 5), ("B", 6)):
