@@ -42,6 +42,7 @@ __all__ = [
     "Binarized",
     "EncodeIgnored",
     "MatchSizeToImaged",
+    "TwoClassCoveraged",
     "pil_to_rgb",
     "pil_to_gray",
     "load_transforms",
@@ -163,6 +164,27 @@ class MatchSizeToImaged(MapTransform):
         return d
 
 
+class TwoClassCoveraged(MapTransform):
+    """A foreground coverage label ``(1, *S)`` in [0, 1] to the two-class target ``(2, *S)``: background
+    ``1 - p`` and foreground ``p``, for a softmax loss given probability targets (``DiceCELoss(to_onehot_y=False)``).
+
+    A binary mask taken down with ``mode="area"`` keeps, at each pixel, the share the object covers; training on that
+    teaches outlines finer than the network's grid, which the inferers' bilinear resize back to the image keeps.
+    """
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            p = _plain(d[key]).float()
+            if p.shape[0] != 1 or bool(((p < 0) | (p > 1)).any()):
+                raise ValueError(
+                    f"{item_name(d, key)}: {key} must be one channel of coverage in [0, 1], got shape"
+                    f" {tuple(p.shape)} with values {float(p.min()):.3g}..{float(p.max()):.3g}."
+                )
+            d[key] = _like(torch.cat([1 - p, p]), d[key])
+        return d
+
+
 def load_transforms(image_key: str = "image", label_keys: Sequence[str] = ("label", "mask")) -> list:
     """LoadImaged (PIL: image -> RGB, labels/masks -> grey) + EnsureChannelFirstd; missing label keys allowed."""
     label_keys = list(label_keys)
@@ -263,13 +285,14 @@ def hands_train_transforms(
     std: Sequence[float] = IMAGENET_STD,
 ) -> Compose:
     """Hands training: resize to ``size`` (``(W, H)`` in PIL layout), flip, rotation, brightness/contrast
-    jitter, fixed mean/std. Keys image/label."""
+    jitter, fixed mean/std. Keys image/label; the label comes out as the two-class coverage target ``(2, *size)``
+    (:class:`TwoClassCoveraged`): the mask is taken down by area, as the image, so outlines keep their sub-pixel
+    position at the network's size."""
     keys = ["image", "label"]
     t = [
         *load_transforms("image", ["label"]),
         Binarized("label"),
-        Resized("image", spatial_size=tuple(size), mode="area"),
-        Resized("label", spatial_size=tuple(size), mode="nearest"),
+        Resized(keys, spatial_size=tuple(size), mode="area"),
         ScaleIntensityRanged("image", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
     ]
     if flip_prob > 0:
@@ -280,7 +303,7 @@ def hands_train_transforms(
                 keys,
                 range_x=np.deg2rad(rotate_deg),
                 prob=0.5,
-                mode=("bilinear", "nearest"),
+                mode="bilinear",
                 padding_mode="zeros",
             )
         )
@@ -292,6 +315,7 @@ def hands_train_transforms(
         ]
     t += [
         NormalizeIntensityd("image", subtrahend=np.asarray(mean), divisor=np.asarray(std), channel_wise=True),
+        TwoClassCoveraged("label"),
         EnsureTyped(keys, dtype=torch.float32, track_meta=False),
     ]
     return Compose(t)

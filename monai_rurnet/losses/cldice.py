@@ -66,6 +66,11 @@ class WithClDiceLoss(_Loss):
         else:
             prob = torch.softmax(x, dim=1)[:, self.foreground : self.foreground + 1]
         labels = target if target.dim() == input.dim() else target.unsqueeze(1)
+        if (
+            labels.shape[1] > 1
+        ):  # class-probability targets (e.g. two-class coverage): foreground where it wins
+            fg = (labels.argmax(dim=1, keepdim=True) == self.foreground).to(x.dtype)
+            return base + self.weight * soft_cldice(prob, fg, self.iters)
         labels = labels.round()
         valid = (labels != self.ignore_value).to(x.dtype)
         fg = (labels == (1 if x.shape[1] == 1 else self.foreground)).to(x.dtype)

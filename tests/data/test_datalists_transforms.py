@@ -9,6 +9,7 @@ from PIL import Image
 
 from monai_rurnet.data import (
     MarkVoidd,
+    TwoClassCoveraged,
     chase_datalist,
     drive_datalist,
     fov_diameter,
@@ -145,7 +146,11 @@ def test_hands(tmp_path):
     assert mask.shape == (64, 80) and set(np.unique(mask)) == {0, 255}
     assert hand_folder_datalist(tmp_path / "h") == dl
     out = hands_train_transforms(size=(32, 32))(dl[0])
-    assert tuple(out["image"].shape) == (3, 32, 32) and set(torch.unique(out["label"]).tolist()) <= {0.0, 1.0}
+    assert tuple(out["image"].shape) == (3, 32, 32) and tuple(out["label"].shape) == (2, 32, 32)
+    # two-class coverage: the classes add up to 1 and outline pixels hold the share the hand covers
+    torch.testing.assert_close(out["label"].sum(0), torch.ones(32, 32))
+    assert 0.0 <= float(out["label"].min()) and float(out["label"].max()) <= 1.0
+    assert bool(((out["label"][1] > 0.01) & (out["label"][1] < 0.99)).any())
     inf = hands_infer_transforms(size=(32, 32))({"image": dl[0]["image"]})
     assert tuple(inf["image"].shape) == (3, 32, 32)
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "h" / "images" / "extra.jpg")
@@ -180,3 +185,12 @@ def test_missing_data_folder_says_where_the_data_comes_from(tmp_path, make, wher
         make(tmp_path / "missing")
     msg = str(e.value)
     assert str(tmp_path / "missing") in msg and where in msg and "--dataset_dir" in msg and "layout" in msg
+
+
+def test_two_class_coverage_rejects_what_is_not_coverage():
+    img = torch.zeros(1, 4, 4)
+    img[0, 1, 1] = 3.0
+    with pytest.raises(ValueError, match="coverage in \\[0, 1\\]"):
+        TwoClassCoveraged("label")({"label": img})
+    out = TwoClassCoveraged("label")({"label": torch.full((1, 4, 4), 0.25)})["label"]
+    assert tuple(out.shape) == (2, 4, 4) and float(out[0, 0, 0]) == 0.75

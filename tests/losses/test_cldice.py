@@ -63,3 +63,14 @@ def test_bad_arguments_say_what_to_do():
         WithClDiceLoss(DiceCELoss(), weight=-1.0)
     with pytest.raises(ValueError, match="iters must be >= 1"):
         WithClDiceLoss(DiceCELoss(), iters=0)
+
+
+def test_two_class_probability_targets_match_the_index_target():
+    """A two-class coverage target (hands training) scores the clDice term as its argmax index target does."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 32, 32)
+    index = _vessel((2, 1, 32, 32))
+    probs = torch.cat([1 - index, index], dim=1)
+    zero = lambda i, t: torch.zeros(())  # noqa: E731 (the term alone)
+    term = WithClDiceLoss(zero, weight=1.0)
+    assert term(logits, probs).item() == pytest.approx(term(logits, index).item(), rel=1e-6)
