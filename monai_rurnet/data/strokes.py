@@ -14,7 +14,14 @@ from scipy import ndimage
 
 from monai_rurnet.networks.guidance import STROKE_BACKGROUND, STROKE_FOREGROUND, STROKE_NONE
 
-__all__ = ["DEFAULT_STROKE_LENGTH", "error_components", "add_strokes", "apply_strokes", "corrupt_mask"]
+__all__ = [
+    "DEFAULT_STROKE_LENGTH",
+    "error_components",
+    "stroked_errors",
+    "add_strokes",
+    "apply_strokes",
+    "corrupt_mask",
+]
 
 #: length in pixels of a simulated stroke (measured along the error it corrects).
 DEFAULT_STROKE_LENGTH = 20
@@ -46,6 +53,16 @@ def error_components(
     comps, n = np.where(false > 0, false + n_missed, missed), n_missed + n_false
     sizes = np.bincount(comps.ravel(), minlength=n + 1)[1:] if n else np.zeros(0, dtype=np.int64)
     return comps, sizes
+
+
+def stroked_errors(
+    pred: np.ndarray, label: np.ndarray, strokes: np.ndarray, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """The error components of ``pred`` (as :func:`error_components`, strokes included) that hold a stroke pixel:
+    what the strokes ask the network to change (boolean, ``pred``'s shape)."""
+    comps, _ = error_components(pred, label, None, valid)
+    touched = np.unique(comps[(strokes != STROKE_NONE) & (comps > 0)])
+    return np.isin(comps, touched) if touched.size else np.zeros(comps.shape, dtype=bool)
 
 
 def _stroke_pixels(component: np.ndarray, length: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from monai_rurnet.engines.handlers import (
     OverlaySaver,
     ResumableCheckpoint,
 )
-from monai_rurnet.engines.interaction import PrepareGuidedBatch, StrokeInteraction
+from monai_rurnet.engines.interaction import PrepareGuidedBatch, StrokeFocusLoss, StrokeInteraction
 
 __all__ = [
     "announce_evaluation",
@@ -30,6 +30,7 @@ __all__ = [
     "OverlaySaver",
     "ResumableCheckpoint",
     "PrepareGuidedBatch",
+    "StrokeFocusLoss",
     "StrokeInteraction",
     "WeightAverage",
     "WeightAverageHandler",

@@ -13,6 +13,12 @@ which clamps the strokes into the mask at every step. ``s_0`` is drawn from:
 Strokes (0 to ``max_strokes``) are drawn on the largest error components of that starting mask
 (:func:`monai_rurnet.data.strokes.add_strokes`). Items without interaction train as before.
 
+A stroke covers a few pixels of the error it marks; the loss over the whole image barely notices whether the
+network fixed the rest of that error. With ``focus_weight`` > 0 the simulation also records those errors
+(:func:`~monai_rurnet.data.strokes.stroked_errors`) and :meth:`StrokeInteraction.focus_loss` adds
+``focus_weight`` times the cross entropy of the last step averaged over their pixels: the loss of "one stroke
+brings back the whole vessel".
+
 Strokes only teach what the image does not already show: on clean training patches the network finds the vessels
 without them. With ``degrade_prob`` > 0 that share of the interactive items is degraded first (Gaussian blur,
 lower contrast, noise, on the normalised image: :func:`degrade`), so that their own prediction misses
@@ -26,15 +32,18 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from ignite.engine import Engine
 from monai.engines.utils import default_prepare_batch
 from monai.networks.layers import GaussianFilter
+from torch.nn.modules.loss import _Loss
 
-from monai_rurnet.data.strokes import DEFAULT_STROKE_LENGTH, add_strokes, corrupt_mask
+from monai_rurnet.data.strokes import DEFAULT_STROKE_LENGTH, add_strokes, corrupt_mask, stroked_errors
 from monai_rurnet.inferers.probability import foreground_probability
+from monai_rurnet.metrics.utils import IGNORE_VALUE
 from monai_rurnet.networks.guidance import NO_PRIOR
 
-__all__ = ["PRIOR_MODES", "degrade", "StrokeInteraction", "PrepareGuidedBatch"]
+__all__ = ["PRIOR_MODES", "degrade", "StrokeInteraction", "StrokeFocusLoss", "PrepareGuidedBatch"]
 
 PRIOR_MODES = ("constant", "prediction", "corrupted")
 
@@ -73,6 +82,7 @@ class StrokeInteraction:
             the strokes and the training step (0: none, as before).
         seed: seed of the simulation's random generator.
         image_key, label_key: batch keys of the image and the (binary) label.
+        focus_weight: weight of the stroked-error term of :meth:`focus_loss` (0: none, as before).
     """
 
     def __init__(
@@ -85,6 +95,7 @@ class StrokeInteraction:
         seed: int = 0,
         image_key: str = "image",
         label_key: str = "label",
+        focus_weight: float = 0.0,
     ) -> None:
         unknown = set(prior_modes) - set(PRIOR_MODES)
         if unknown or not prior_modes:
@@ -94,7 +105,13 @@ class StrokeInteraction:
         for name, value in (("prob", prob), ("degrade_prob", degrade_prob)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}.")
+        if focus_weight < 0:
+            raise ValueError(f"focus_weight must be >= 0, got {focus_weight}.")
         self.prob, self.degrade_prob = float(prob), float(degrade_prob)
+        self.focus_weight = float(focus_weight)
+        self.focus: torch.Tensor | None = (
+            None  # (B, 1, *S) errors under the strokes of the last simulated batch
+        )
         self.max_strokes = int(max_strokes)
         self.stroke_length = int(stroke_length)
         self.prior_modes = tuple(prior_modes)
@@ -119,6 +136,7 @@ class StrokeInteraction:
         b, spatial = int(image.shape[0]), tuple(image.shape[2:])
         prior = np.full((b, 1, *spatial), NO_PRIOR, dtype=np.float32)
         strokes = np.zeros((b, 1, *spatial), dtype=np.uint8)
+        focus = np.zeros((b, 1, *spatial), dtype=bool)
         chosen = np.flatnonzero(self.rng.random(b) < self.prob)
         modes = {int(i): self.prior_modes[int(self.rng.integers(len(self.prior_modes)))] for i in chosen}
         weaker = (
@@ -138,14 +156,51 @@ class StrokeInteraction:
                 prior[i, 0] = start
             count = int(self.rng.integers(0, self.max_strokes + 1))
             add_strokes(start >= 0.5, labels[i], count, strokes[i, 0], self.stroke_length)
+            if self.focus_weight:
+                focus[i, 0] = stroked_errors(start >= 0.5, labels[i], strokes[i, 0])
         batchdata["prior"] = torch.from_numpy(prior)
         batchdata["strokes"] = torch.from_numpy(strokes)
+        self.focus = torch.from_numpy(focus) if self.focus_weight else None
+
+    def focus_loss(self, loss: torch.nn.Module) -> torch.nn.Module:
+        """``loss`` plus the stroked-error term (:class:`StrokeFocusLoss`); ``loss`` itself when ``focus_weight`` is
+        0. Give the result to the trainer as its ``loss_function``."""
+        return StrokeFocusLoss(loss, self) if self.focus_weight else loss
 
     def __call__(self, engine: Engine, batchdata: dict[str, Any]) -> dict:
         if batchdata is None:
             raise ValueError("Must provide batch data for the current iteration.")
         self.simulate(engine, batchdata)
         return engine._iteration(engine, batchdata)
+
+
+class StrokeFocusLoss(_Loss):
+    """``loss(input, target) + w * CE_focus``: ``CE_focus`` is the cross entropy of the last step's logits over the
+    errors under the strokes of the batch that :class:`StrokeInteraction` ``interaction`` simulated last
+    (``w = interaction.focus_weight``); batches without stroked errors add nothing.
+
+    ``input``: ``(B, C, *S)`` logits or ``(B, T, C, *S)`` all steps (the last is used), ``C >= 2``; ``target``:
+    ``(B, 1, *S)`` class indices, pixels equal to the ignore value left out.
+    """
+
+    def __init__(self, loss: torch.nn.Module, interaction: StrokeInteraction) -> None:
+        super().__init__()
+        self.loss, self.interaction = loss, interaction
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        base = self.loss(input, target)
+        focus = self.interaction.focus
+        if focus is None or not bool(focus.any()):
+            return base
+        last = input[:, -1] if input.dim() == target.dim() + 1 else input
+        if last.shape[1] < 2:
+            raise ValueError(f"StrokeFocusLoss needs softmax logits (C >= 2), got {tuple(last.shape)}.")
+        labels = target[:, 0].long()
+        keep = focus[:, 0].to(last.device) & (labels != IGNORE_VALUE)
+        if not bool(keep.any()):
+            return base
+        ce = F.cross_entropy(last.float(), labels.clamp(0, last.shape[1] - 1), reduction="none")
+        return base + self.interaction.focus_weight * ce[keep].mean()
 
 
 class PrepareGuidedBatch:

@@ -75,7 +75,9 @@ def test_interaction_options_reach_the_simulation():
             "interaction_max_strokes": 4,
             "interaction_degrade_prob": 0.8,
             "interaction_prior_modes": ["prediction"],
+            "interaction_focus_weight": 2.0,
         }
     )
     sim = parser.get_parsed_content("train#interaction")
     assert (sim.prob, sim.max_strokes, sim.degrade_prob, sim.prior_modes) == (0.7, 4, 0.8, ("prediction",))
+    assert sim.focus_weight == 2.0

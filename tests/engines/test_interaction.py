@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from monai_rurnet.engines import StrokeInteraction
+from monai_rurnet.data.strokes import stroked_errors
+from monai_rurnet.engines import StrokeFocusLoss, StrokeInteraction
 from monai_rurnet.engines.interaction import degrade
 from monai_rurnet.networks import RecurrentUNet
 from monai_rurnet.networks.guidance import NO_PRIOR, STROKE_BACKGROUND, STROKE_FOREGROUND
@@ -74,7 +75,9 @@ def test_degrade_prob_degrades_only_interactive_items():
     assert torch.equal(a["strokes"], b["strokes"]) and torch.equal(a["image"], b["image"])
 
 
-@pytest.mark.parametrize("kw", [{"prob": 1.5}, {"degrade_prob": -0.1}, {"prior_modes": ["oracle"]}])
+@pytest.mark.parametrize(
+    "kw", [{"prob": 1.5}, {"degrade_prob": -0.1}, {"prior_modes": ["oracle"]}, {"focus_weight": -1.0}]
+)
 def test_bad_options_are_refused(kw):
     with pytest.raises(ValueError, match=next(iter(kw))):
         StrokeInteraction(**kw)
@@ -106,3 +109,39 @@ def test_interactive_training_teaches_the_stroke_channels():
     )
     trainer.run()
     assert bool(net.encoder[0][0].weight[:, 3:5].any())
+
+
+def test_stroked_errors_are_the_whole_errors_under_the_strokes():
+    label = np.zeros((20, 20), bool)
+    label[5, 2:18] = label[14, 2:18] = True  # two vessels, both missed
+    strokes = np.zeros((20, 20), np.uint8)
+    strokes[5, 8:11] = STROKE_FOREGROUND  # a stroke on the first only
+    got = stroked_errors(np.zeros((20, 20), bool), label, strokes)
+    assert np.array_equal(got, label & (np.arange(20)[:, None] == 5))
+    assert not stroked_errors(np.zeros((20, 20), bool), label, np.zeros_like(strokes)).any()
+
+
+def test_focus_loss_weighs_the_stroked_errors():
+    batch = _batch()
+    sim = StrokeInteraction(prob=1.0, max_strokes=10, prior_modes=["constant"], seed=3, focus_weight=2.0)
+    sim.simulate(_engine(), batch)
+    focus = sim.focus
+    assert focus.shape == batch["label"].shape and bool(focus.any())
+    # every stroke pixel lies on a recorded error, and recorded errors are errors of the label
+    assert bool(focus[batch["strokes"] > 0].all())
+    zero = lambda i, t: torch.zeros(())  # noqa: E731 (the term alone)
+    loss = sim.focus_loss(zero)
+    assert isinstance(loss, StrokeFocusLoss)
+    label = batch["label"].long()
+    right = torch.cat([1 - label, label], 1).float() * 20 - 10  # confident and right everywhere
+    wrong = -right
+    steps = torch.stack([wrong, right], 1)  # (B, T, C, H, W): only the last step counts
+    assert loss(steps, label).item() < 1e-6 < loss(wrong, label).item()
+    # errors marked void (255) do not count
+    void = label.clone()
+    void[focus] = 255
+    assert loss(wrong, void).item() == 0.0
+    # without focus_weight the trainer gets its loss unchanged, and nothing is recorded
+    plain = StrokeInteraction(prob=1.0, seed=3)
+    plain.simulate(_engine(), _batch())
+    assert plain.focus_loss(zero) is zero and plain.focus is None
