@@ -109,9 +109,8 @@ class StrokeInteraction:
             raise ValueError(f"focus_weight must be >= 0, got {focus_weight}.")
         self.prob, self.degrade_prob = float(prob), float(degrade_prob)
         self.focus_weight = float(focus_weight)
-        self.focus: torch.Tensor | None = (
-            None  # (B, 1, *S) errors under the strokes of the last simulated batch
-        )
+        # (B, 1, *S) errors under the strokes of the last simulated batch (focus_weight > 0 only)
+        self.focus: torch.Tensor | None = None
         self.max_strokes = int(max_strokes)
         self.stroke_length = int(stroke_length)
         self.prior_modes = tuple(prior_modes)
@@ -136,7 +135,7 @@ class StrokeInteraction:
         b, spatial = int(image.shape[0]), tuple(image.shape[2:])
         prior = np.full((b, 1, *spatial), NO_PRIOR, dtype=np.float32)
         strokes = np.zeros((b, 1, *spatial), dtype=np.uint8)
-        focus = np.zeros((b, 1, *spatial), dtype=bool)
+        focus = np.zeros((b, 1, *spatial), dtype=bool) if self.focus_weight else None
         chosen = np.flatnonzero(self.rng.random(b) < self.prob)
         modes = {int(i): self.prior_modes[int(self.rng.integers(len(self.prior_modes)))] for i in chosen}
         weaker = (
@@ -156,11 +155,11 @@ class StrokeInteraction:
                 prior[i, 0] = start
             count = int(self.rng.integers(0, self.max_strokes + 1))
             add_strokes(start >= 0.5, labels[i], count, strokes[i, 0], self.stroke_length)
-            if self.focus_weight:
+            if focus is not None:
                 focus[i, 0] = stroked_errors(start >= 0.5, labels[i], strokes[i, 0])
         batchdata["prior"] = torch.from_numpy(prior)
         batchdata["strokes"] = torch.from_numpy(strokes)
-        self.focus = torch.from_numpy(focus) if self.focus_weight else None
+        self.focus = None if focus is None else torch.from_numpy(focus)
 
     def focus_loss(self, loss: torch.nn.Module) -> torch.nn.Module:
         """``loss`` plus the stroked-error term (:class:`StrokeFocusLoss`); ``loss`` itself when ``focus_weight`` is

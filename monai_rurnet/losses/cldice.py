@@ -66,9 +66,8 @@ class WithClDiceLoss(_Loss):
         else:
             prob = torch.softmax(x, dim=1)[:, self.foreground : self.foreground + 1]
         labels = target if target.dim() == input.dim() else target.unsqueeze(1)
-        if (
-            labels.shape[1] > 1
-        ):  # class-probability targets (e.g. two-class coverage): foreground where it wins
+        # class-probability targets (e.g. two-class coverage): foreground where it wins
+        if labels.shape[1] > 1:
             fg = (labels.argmax(dim=1, keepdim=True) == self.foreground).to(x.dtype)
             return base + self.weight * soft_cldice(prob, fg, self.iters)
         labels = labels.round()
