@@ -1,6 +1,7 @@
 """Anytime inference on DRIVE: accuracy vs time for fixed steps and adaptive early exit.
 
-For DRU(4) weights trained *without* images 37-40 (``--weights``; the shipped bundle weights are trained on all 20
+For retina_drive weights trained *without* images 37-40 (``--weights``, a network like the bundle's ``network_def``
+or the one ``--cell``/``--level`` name; the shipped bundle weights are trained on all 20
 DRIVE training images, so they cannot be scored here), on the held-out DRIVE training images 37-40 (preprocessed by ``validate#preprocessing`` of
 ``bundles/retina_drive/configs/train.json``), runs the bundle's sliding-window inference (roi 96x96, overlap
 0.25, gaussian) with ``steps = 1, 2, 3`` and with early exit at ``tol`` in {0.05, 0.02, 0.01} (up to 3 steps),
@@ -10,7 +11,7 @@ the mean number of steps used (per window batch, weighted by windows) and second
 
 Usage::
 
-    python benchmarks/anytime_drive.py --weights /work/runs/dru4_robust/models/model.pt [--backend torch|onnxruntime|eager] [--threads 2] [--roi 96]
+    python benchmarks/anytime_drive.py --weights /work/runs/dru4_robust/models/model.pt [--cell dru --level 4] [--backend torch|onnxruntime|eager] [--threads 2] [--roi 96]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from monai_rurnet.networks import build_network
 from monai_rurnet.utils import load_state_dict_file
 
 ROOT = Path(__file__).resolve().parents[1]
+INFERENCE = ROOT / "bundles/retina_drive/configs/inference.json"
 
 
 class _Counting:
@@ -59,7 +61,13 @@ def _eager(net: torch.nn.Module) -> EagerPredictor:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="/work/shared/data/DRIVE")
-    p.add_argument("--weights", required=True, help="state_dict of a DRU(4) trained without the --ids images")
+    p.add_argument("--weights", required=True, help="state_dict of a model trained without the --ids images")
+    p.add_argument(
+        "--cell", choices=["dru", "sru"], default=None, help="recurrent unit (default: the bundle's)"
+    )
+    p.add_argument(
+        "--level", type=int, default=None, help="level of the recurrent unit (default: the bundle's)"
+    )
     p.add_argument("--ids", nargs="+", type=int, default=[37, 38, 39, 40])
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "eager"])
     p.add_argument("--threads", type=int, default=2)
@@ -75,14 +83,17 @@ def main() -> None:
     weights = Path(args.weights)
     if not weights.is_file():
         sys.exit(f"{weights}: weights file not found")
-    net = build_network("dru", spatial_dims=2, in_channels=3, out_channels=2, level=4, steps=3)
+    shipped = ConfigParser.load_config_file(str(INFERENCE))["network_def"]
+    cell = args.cell or shipped["cell"]
+    level = shipped["level"] if args.level is None else args.level
+    net = build_network(cell, spatial_dims=2, in_channels=3, out_channels=2, level=level, steps=3)
     load_state_dict_file(weights, net)
     net.eval()
 
     parser = ConfigParser()
     parser.read_config(
         [
-            str(ROOT / "bundles/retina_drive/configs/inference.json"),
+            str(INFERENCE),
             str(ROOT / "configs/train_base.json"),
             str(ROOT / "bundles/retina_drive/configs/train.json"),
         ]
