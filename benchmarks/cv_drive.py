@@ -12,8 +12,8 @@ inside the FOV:
 - robustness: the mean vessel F1 over the 7 synthetic camera shifts of ``robustness_drive.CONDITIONS`` (rescaled,
   darker, colour-shifted, blurred, JPEG, all at once; "DRIVE as is" excluded, it is the F1 column).
 
-Recipes: ``dru4`` (the bundle's ``train.json`` as it is), ``sru0`` (same, ``network_def#cell sru``,
-``network_def#level 0``), ``basicunet`` (same trainer, data, augmentation and loss; ``network_def`` replaced by
+Recipes: ``dru4`` (the bundle's ``train.json`` with ``network_def#cell dru``, ``network_def#level 4``), ``sru0``
+(same, ``network_def#cell sru``, ``network_def#level 0``), ``basicunet`` (same trainer, data, augmentation and loss; ``network_def`` replaced by
 MONAI ``BasicUNet(features=(8, 16, 32, 64, 128, 8))``, which drops ``train.json``'s ``return_all_steps``).
 ``--override key=value`` is passed to every training command as ``--key value``; overrides of ``network_def...``
 also reach the inference pipeline. Runs live in ``--work``/``<recipe>[+overrides]/fold<k>/`` (the trainer's
@@ -91,7 +91,7 @@ TRAIN_CONFIGS = (
 RESERVED = ("train_ids", "val_ids", "ckpt_dir", "dataset_dir", "bundle_root", "config_file")
 #: Config overrides (as command-line text) of each recipe on top of the bundle's train.json.
 RECIPES: dict[str, dict[str, str]] = {
-    "dru4": {},
+    "dru4": {"network_def#cell": "dru", "network_def#level": "4"},
     "sru0": {"network_def#cell": "sru", "network_def#level": "0"},
     "basicunet": {
         "network_def": '{"_target_": "monai_rurnet.networks.build_network", "name": "monai_basic_unet"}'
