@@ -7,7 +7,9 @@ metrics inside the (equally transformed) FOV mask. One column per model / FOV-re
 
     python benchmarks/robustness_drive.py --model old=/path/a.pt --model new=bundles/retina_drive/models/model.pt
 
-Prints a Markdown table (vessel F1 / AUC per condition) and writes it to ``--out`` when given.
+Prints a Markdown table (vessel F1 / AUC per condition) and writes it to ``--out`` when given. Weights of another
+network than the bundle's need its ``network_def`` values, e.g. ``--override network_def#cell=dru
+--override network_def#level=4`` (they apply to every ``--model``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from fire.parser import DefaultParseValue
 from monai.bundle import ConfigParser
 from PIL import Image, ImageFilter
 
@@ -172,7 +175,20 @@ def main() -> None:
     ap.add_argument("--ids", default="37,38,39,40", help="held-out DRIVE training ids")
     ap.add_argument("--no-rescale-column", action="store_true", help="skip the columns without FOV rescaling")
     ap.add_argument("--out", default=None)
+    ap.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="network_def override for weights of another network than the bundle's, e.g. network_def#cell=dru",
+    )
     args = ap.parse_args()
+    overrides = {}
+    for pair in args.override:
+        key, sep, value = pair.partition("=")
+        if not sep or key.split("#")[0] != "network_def":
+            ap.error(f"--override {pair!r}: expected network_def...=value, e.g. network_def#level=4")
+        overrides[key] = DefaultParseValue(value)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     data = Path(args.data) / "training"
     ids = [int(i) for i in args.ids.split(",")]
@@ -183,7 +199,7 @@ def main() -> None:
             columns.append((f"{name}{' +FOV rescale' if rescale else ''}", path, rescale))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        runners = {col: build_runner(path, rescale, work) for col, path, rescale in columns}
+        runners = {col: build_runner(path, rescale, work, overrides) for col, path, rescale in columns}
         results = score_conditions(runners, data, ids, work)
     header = "| condition | " + " | ".join(f"{c} F1 / AUC" for c, _, _ in columns) + " |"
     lines = [header, "|---" * (len(columns) + 1) + "|"]
