@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from monai_rurnet.networks import build_network
 from monai_rurnet.utils import load_state_dict_file
-from tests.reliability.test_interrupts import ENV, NETWORK_ARGS, ROOT, _train_cmd, _write_drive
+from tests.reliability.test_interrupts import ENV, ROOT, _network, _train_cmd, _write_drive
 
 MULTI = (
     f"['{ROOT / 'bundles' / 'retina_drive' / 'configs' / 'inference.json'}','{ROOT / 'configs' / 'train_base.json'}','{ROOT / 'bundles' / 'retina_drive' / 'configs' / 'train.json'}',"
@@ -34,7 +33,7 @@ def test_two_process_gloo_training(tmp_path: Path):
     ckpt = torch.load(tmp_path / "work" / "models" / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 2, proc.stdout[-2000:]
     # rank 0 writes weights without the DistributedDataParallel "module." prefix
-    load_state_dict_file(tmp_path / "work" / "models" / "model.pt", build_network("dru", **NETWORK_ARGS))
+    load_state_dict_file(tmp_path / "work" / "models" / "model.pt", _network())
 
 
 def test_shutdown_distributed_releases_the_group(monkeypatch: pytest.MonkeyPatch):

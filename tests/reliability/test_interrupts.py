@@ -16,16 +16,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from monai.bundle import ConfigParser
 from PIL import Image
 
 from monai_rurnet.data import synthetic_vessel_image
-from monai_rurnet.networks import build_network
+from monai_rurnet.networks import RecurrentUNet
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundles" / "retina_drive"
 TRAIN_CONFIG = f"['{BUNDLE / 'configs' / 'inference.json'}','{ROOT / 'configs' / 'train_base.json'}','{BUNDLE / 'configs' / 'train.json'}']"
 INFERENCE_CONFIG = str(BUNDLE / "configs" / "inference.json")
 NETWORK_ARGS = {"features": [4, 8, 16, 32, 64], "steps": 2}
+#: the retina bundle's network (cell, level, ...) as its inference.json defines it
+BUNDLE_NETWORK = {
+    k: v for k, v in ConfigParser.load_config_file(INFERENCE_CONFIG)["network_def"].items() if k != "_target_"
+}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 TIMEOUT = 120
 
@@ -122,7 +127,8 @@ def _kill_when(cmd: list[str], ready) -> None:
 
 
 def _network() -> torch.nn.Module:
-    return build_network("dru", spatial_dims=2, in_channels=3, out_channels=2, **NETWORK_ARGS)
+    """The bundle's network with the tests' small ``NETWORK_ARGS``."""
+    return RecurrentUNet(**{**BUNDLE_NETWORK, **NETWORK_ARGS})
 
 
 def _load_ckpt(path: Path) -> dict:
@@ -219,7 +225,7 @@ def test_inference_killed_mid_folder_resumes(tmp_path, capsys):
     for i in range(n):
         img, _, _ = synthetic_vessel_image((80, 88), seed=100 + i)
         Image.fromarray(img.transpose(1, 2, 0)).save(src / f"img{i}.png")
-    parser_net = build_network("dru", spatial_dims=2, in_channels=3, out_channels=2, level=4, steps=3)
+    parser_net = RecurrentUNet(**BUNDLE_NETWORK)
     weights = tmp_path / "model.pt"
     torch.save(parser_net.state_dict(), weights)  # matches inference.json's network_def
     cmd = [
