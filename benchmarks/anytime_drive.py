@@ -29,11 +29,9 @@ from monai.inferers import SlidingWindowInferer
 from monai_rurnet.data import drive_datalist
 from monai_rurnet.inferers import PRECISIONS, EagerPredictor, OnnxRuntimePredictor, TorchFastPredictor
 from monai_rurnet.metrics import VesselMetrics, apply_fov
-from monai_rurnet.networks import build_network
 from monai_rurnet.utils import load_state_dict_file
 
 ROOT = Path(__file__).resolve().parents[1]
-INFERENCE = ROOT / "bundles/retina_drive/configs/inference.json"
 
 
 class _Counting:
@@ -83,21 +81,25 @@ def main() -> None:
     weights = Path(args.weights)
     if not weights.is_file():
         sys.exit(f"{weights}: weights file not found")
-    shipped = ConfigParser.load_config_file(str(INFERENCE))["network_def"]
-    cell = args.cell or shipped["cell"]
-    level = shipped["level"] if args.level is None else args.level
-    net = build_network(cell, spatial_dims=2, in_channels=3, out_channels=2, level=level, steps=3)
-    load_state_dict_file(weights, net)
-    net.eval()
-
     parser = ConfigParser()
     parser.read_config(
         [
-            str(INFERENCE),
+            str(ROOT / "bundles/retina_drive/configs/inference.json"),
             str(ROOT / "configs/train_base.json"),
             str(ROOT / "bundles/retina_drive/configs/train.json"),
         ]
     )
+    parser["network_def#return_all_steps"] = (
+        False  # train.json's training setting; inference uses the last step
+    )
+    if args.cell:
+        parser["network_def#cell"] = args.cell
+    if args.level is not None:
+        parser["network_def#level"] = args.level
+    net = parser.get_parsed_content("network_def")
+    load_state_dict_file(weights, net)
+    net.eval()
+
     preprocessing = parser.get_parsed_content("validate#preprocessing")
     ids = args.ids[:1] if args.quick else args.ids
     data = [preprocessing(d) for d in drive_datalist(args.data, "training", ids=ids)]

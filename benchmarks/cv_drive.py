@@ -53,8 +53,15 @@ from typing import Any
 
 import torch
 from _common import environment, table
-from fire.parser import DefaultParseValue
-from robustness_drive import BUNDLE, CONDITIONS, ROOT, build_runner, predict_file, score_conditions
+from robustness_drive import (
+    BUNDLE,
+    CONDITIONS,
+    ROOT,
+    build_runner,
+    inference_overrides,
+    predict_file,
+    score_conditions,
+)
 
 from monai_rurnet.utils import atomic_json_dump
 
@@ -165,11 +172,6 @@ def train_command(
 def override_args(overrides: Mapping[str, str]) -> list[str]:
     """``{key: value}`` -> ``["--key", value, ...]``: overrides as arguments of a ``monai.bundle run`` command."""
     return [arg for key, value in overrides.items() for arg in (f"--{key}", value)]
-
-
-def inference_overrides(overrides: Mapping[str, str]) -> dict[str, Any]:
-    """The overrides that change the network (``network_def...``), parsed as the bundle's command line would."""
-    return {k: DefaultParseValue(v) for k, v in overrides.items() if k.split("#")[0] == "network_def"}
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -87,6 +87,11 @@ CONDITIONS: dict[str, Callable[[Triple], Triple]] = {
 }
 
 
+def inference_overrides(overrides: Mapping[str, str]) -> dict[str, Any]:
+    """The overrides that change the network (``network_def...``), parsed as the bundle's command line would."""
+    return {k: DefaultParseValue(v) for k, v in overrides.items() if k.split("#")[0] == "network_def"}
+
+
 def build_runner(
     model: str,
     rescale: bool,
@@ -183,12 +188,10 @@ def main() -> None:
         help="network_def override for weights of another network than the bundle's, e.g. network_def#cell=dru",
     )
     args = ap.parse_args()
-    overrides = {}
     for pair in args.override:
-        key, sep, value = pair.partition("=")
-        if not sep or key.split("#")[0] != "network_def":
+        if "=" not in pair or pair.partition("=")[0].split("#")[0] != "network_def":
             ap.error(f"--override {pair!r}: expected network_def...=value, e.g. network_def#level=4")
-        overrides[key] = DefaultParseValue(value)
+    overrides = inference_overrides(dict(pair.split("=", 1) for pair in args.override))
     torch.set_num_threads(max(1, torch.get_num_threads()))
     data = Path(args.data) / "training"
     ids = [int(i) for i in args.ids.split(",")]
