@@ -6,7 +6,8 @@ first result (its runner: flips, FOV rescaling) is split into error components a
 the first foreground strokes land on) this prints:
 
 - their contrast-to-noise ratio in the green channel, ``(mean(ring) - mean(vessel)) / std(ring)`` with the ring
-  the pixels 2-4 px around the component inside the FOV (vessels are darker than their surround: > 0);
+  the pixels 2-4 px around the component inside the FOV that are not vessel in the label (vessels are darker than
+  their surround: > 0);
 - the same for the vessels the model found (true positives), as the reference of a visible vessel;
 - the median vessel probability of the first result on them.
 
@@ -30,9 +31,13 @@ from scipy import ndimage
 from monai_rurnet.data.strokes import error_components
 
 
-def contrast_to_noise(green: np.ndarray, mask: np.ndarray, valid: np.ndarray) -> float:
-    """Green-channel CNR of ``mask`` against the ring 2-4 px around it (inside ``valid``); > 0: darker than around."""
-    ring = ndimage.binary_dilation(mask, iterations=4) & ~ndimage.binary_dilation(mask, iterations=1) & valid
+def contrast_to_noise(green: np.ndarray, mask: np.ndarray, background: np.ndarray) -> float:
+    """Green-channel CNR of ``mask`` against the ``background`` pixels 2-4 px around it; > 0: darker than around."""
+    ring = (
+        ndimage.binary_dilation(mask, iterations=4)
+        & ~ndimage.binary_dilation(mask, iterations=1)
+        & background
+    )
     if not mask.any() or not ring.any():
         return float("nan")
     return float((green[ring].mean() - green[mask].mean()) / (green[ring].std() + 1e-6))
@@ -45,9 +50,10 @@ def image_evidence(
     comps, sizes = error_components(prob >= 0.5, label, None, fov)
     missed = [k + 1 for k in np.argsort(-sizes, kind="stable") if label[comps == k + 1].any()][:largest]
     found = (prob >= 0.5) & label & fov
+    background = fov & ~label
     return {
-        "found_cnr": contrast_to_noise(green, found, fov),
-        "missed_cnr": [contrast_to_noise(green, comps == k, fov) for k in missed],
+        "found_cnr": contrast_to_noise(green, found, background),
+        "missed_cnr": [contrast_to_noise(green, comps == k, background) for k in missed],
         "missed_prob": [float(np.median(prob[comps == k])) for k in missed],
         "missed_px": [int(sizes[k - 1]) for k in missed],
     }
