@@ -5,10 +5,12 @@ void handling) on the full 1500x1500 tiles of ``train.json``'s ``val_tiles``, as
 with ``--sw_overlap`` / ``--sw_mode`` as given. Scored on the non-void pixels (void: white in every band), counts
 pooled over the tiles, road class only (the figures of the roads literature and of issue 23):
 
-- road P/R break-even (100 thresholds, :func:`monai_rurnet.metrics.breakeven_from_histograms`);
+- road P/R break-even (100 thresholds, the library's :class:`~monai_rurnet.metrics.PRBreakEven`);
 - relaxed (rho = 3 px, Mnih 2013) precision / recall at threshold 0.5 and their break-even over thresholds
-  0.05, 0.10, ..., 0.95 (linear interpolation where P - R changes sign);
-- road IoU at 0.5; seconds per tile (this process, ``--threads`` threads).
+  0.05, 0.10, ..., 0.95 (:class:`~monai_rurnet.metrics.RelaxedPrecisionRecall` at each; linear interpolation where
+  P - R changes sign);
+- road IoU at 0.5 (:class:`~monai_rurnet.metrics.PaperSegMetrics`); seconds per tile (this process, ``--threads``
+  threads).
 
     python benchmarks/roads_heldout.py --model bundles/massroads/models/model.pt --overlap 0.25 0.5
 """
@@ -26,29 +28,15 @@ from interactive import ROADS_BUNDLE, build_roads_runner, predict_raster
 from monai.bundle import ConfigParser
 from PIL import Image
 from robustness_drive import ROOT
-from scipy import ndimage
 
-from monai_rurnet.metrics import breakeven_from_histograms
+from monai_rurnet.metrics import PaperSegMetrics, PRBreakEven, RelaxedPrecisionRecall, apply_fov
 
 RELAXED_THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 RHO = 3
 
 
-def relaxed_counts(prob: np.ndarray, road: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """``(len(RELAXED_THRESHOLDS), 4)``: matched predicted, predicted, matched true and true road pixels."""
-    near_true = ndimage.distance_transform_edt(~road) <= RHO
-    rows = []
-    for t in RELAXED_THRESHOLDS:
-        pred = (prob >= t) & valid
-        near_pred = ndimage.distance_transform_edt(~pred) <= RHO if pred.any() else np.zeros_like(pred)
-        rows.append([(pred & near_true).sum(), pred.sum(), (road & near_pred).sum(), road.sum()])
-    return np.asarray(rows, dtype=np.float64)
-
-
-def relaxed_breakeven(counts: np.ndarray) -> float:
+def relaxed_breakeven(p: np.ndarray, r: np.ndarray) -> float:
     """Relaxed precision = recall, interpolated between the thresholds where their difference changes sign."""
-    p = counts[:, 0] / np.maximum(counts[:, 1], 1)
-    r = counts[:, 2] / np.maximum(counts[:, 3], 1)
     d = p - r
     for k in range(len(d) - 1):
         if d[k] * d[k + 1] <= 0 and d[k] != d[k + 1]:
@@ -60,9 +48,8 @@ def relaxed_breakeven(counts: np.ndarray) -> float:
 
 def score(model: str, data: Path, tiles: list[str], overlap: float, mode: str) -> dict[str, float]:
     """Road metrics of ``model`` on ``tiles`` with sliding-window ``overlap`` and blending ``mode``."""
-    hist = np.zeros((2, 100))
-    relaxed = np.zeros((len(RELAXED_THRESHOLDS), 4))
-    inter = union = 0
+    breakeven, paper = PRBreakEven(num_thresholds=100), PaperSegMetrics()
+    relaxed = [RelaxedPrecisionRecall(rho=RHO, threshold=float(t)) for t in RELAXED_THRESHOLDS]
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -73,26 +60,26 @@ def score(model: str, data: Path, tiles: list[str], overlap: float, mode: str) -
             src = work / f"{tile}.png"
             img.save(src)
             road = np.asarray(Image.open(data / "map" / f"{tile}.png").convert("L")) > 127
-            valid = ~(np.asarray(img) == 255).all(axis=-1)
-            road &= valid
+            valid = ~(np.asarray(img) == 255).all(axis=-1)  # the runner's void pixels
             t0 = time.perf_counter()
             prob = predict_raster(runner, src)
             seconds.append(time.perf_counter() - t0)
-            bins = np.clip((prob * 100).astype(int), 0, 99)
-            for c in (0, 1):
-                hist[c] += np.bincount(bins[valid & (road == bool(c))], minlength=100)
-            pred = (prob >= 0.5) & valid
-            inter += (pred & road).sum()
-            union += (pred | road).sum()
-            relaxed += relaxed_counts(prob, road, valid)
-    at_half = relaxed[int(np.flatnonzero(RELAXED_THRESHOLDS == 0.5)[0])]
-    rp, rr = at_half[0] / max(at_half[1], 1), at_half[2] / max(at_half[3], 1)
+            y_pred = torch.from_numpy(prob)[None, None]
+            y = apply_fov(
+                torch.from_numpy(road.astype(np.float32))[None, None], torch.from_numpy(valid)[None, None]
+            )
+            for metric in (breakeven, paper, *relaxed):
+                metric(y_pred, y)
+    curve = [m.aggregate() for m in relaxed]
+    p = np.array([c["relaxed_precision"] for c in curve])
+    r = np.array([c["relaxed_recall"] for c in curve])
+    at_half = int(np.flatnonzero(RELAXED_THRESHOLDS == 0.5)[0])
     return {
-        "road_breakeven": breakeven_from_histograms(hist[0], hist[1])["breakeven_road"],
-        "relaxed_breakeven": relaxed_breakeven(relaxed),
-        "relaxed_precision": rp,
-        "relaxed_recall": rr,
-        "road_iou": inter / max(union, 1),
+        "road_breakeven": breakeven.aggregate()["breakeven_road"],
+        "relaxed_breakeven": relaxed_breakeven(p, r),
+        "relaxed_precision": float(p[at_half]),
+        "relaxed_recall": float(r[at_half]),
+        "road_iou": paper.aggregate()["IoU_per_class"][1],
         "s_per_tile": float(np.median(seconds)),
     }
 
