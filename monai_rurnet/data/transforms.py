@@ -36,6 +36,7 @@ from monai.transforms import (
 
 from monai_rurnet.data.roads import MarkVoidd
 from monai_rurnet.metrics.utils import IGNORE_VALUE, binarize_label
+from monai_rurnet.transforms.appearance import RandJPEGd
 from monai_rurnet.transforms.checks import item_name
 
 __all__ = [
@@ -197,7 +198,8 @@ def load_transforms(image_key: str = "image", label_keys: Sequence[str] = ("labe
     ]
 
 
-def _roads_common(mean: Sequence[float], std: Sequence[float], with_label: bool) -> list:
+def _roads_common(with_label: bool) -> list:
+    """Load, match the label to the image, void mask from white pixels, image scaled to [0, 1]."""
     keys = ["image", "label"] if with_label else ["image"]
     t = load_transforms("image", keys[1:])
     if with_label:
@@ -205,9 +207,14 @@ def _roads_common(mean: Sequence[float], std: Sequence[float], with_label: bool)
     t += [
         MarkVoidd("image", void_key="void"),
         ScaleIntensityRanged("image", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
-        NormalizeIntensityd("image", subtrahend=np.asarray(mean), divisor=np.asarray(std), channel_wise=True),
     ]
     return t
+
+
+def _standardise(mean: Sequence[float], std: Sequence[float]) -> NormalizeIntensityd:
+    return NormalizeIntensityd(
+        "image", subtrahend=np.asarray(mean), divisor=np.asarray(std), channel_wise=True
+    )
 
 
 def _valid_area(d: Mapping) -> dict:
@@ -225,17 +232,23 @@ def roads_train_transforms(
     std: Sequence[float] = IMAGENET_STD,
     pos: float | None = None,
     neg: float = 1.0,
+    jpeg_prob: float = 0.0,
+    jpeg_quality: Sequence[int] = (30, 95),
+    jpeg_zoom: Sequence[float] = (0.6, 1.0),
 ) -> Compose:
-    """Roads training: void mask from white pixels, /255 then fixed mean/std, random crops, flips, rot90.
+    """Roads training: void mask from white pixels, random crops, flips, rot90, optional JPEG, fixed mean/std.
 
     Without ``pos``: uniform random crops, keys image/label/void (void is float {0, 1}; the loss should ignore
     void pixels). With ``pos`` (the massroads bundle's recipe): crops centred on road and on valid background
     pixels in the ratio ``pos:neg`` (``RandCropByPosNegLabeld`` on the non-void area, smaller crops allowed at
     the edges), then the void pixels marked ignored in the label (:class:`EncodeIgnored`) and ``void`` dropped.
+    With ``jpeg_prob`` > 0, that share of the crops is JPEG-compressed at a quality drawn from ``jpeg_quality``
+    and a scale drawn from ``jpeg_zoom`` (:class:`~monai_rurnet.transforms.RandJPEGd`: down, compress, back up),
+    as aerial tiles published as smaller JPEGs are.
     """
     keys = ["image", "label", "void"]
     ps = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-    t = _roads_common(mean, std, True)
+    t = _roads_common(True)
     t.append(EnsureTyped("void", dtype=torch.float32))
     if rotate_deg > 0:
         t.append(
@@ -262,7 +275,9 @@ def roads_train_transforms(
         ]
     if rot90:
         t.append(RandRotate90d(keys, prob=0.5, max_k=3))
-    t.append(EnsureTyped(keys, dtype=torch.float32, track_meta=False))
+    if jpeg_prob > 0:
+        t.append(RandJPEGd("image", prob=jpeg_prob, quality=jpeg_quality, zoom=jpeg_zoom))
+    t += [_standardise(mean, std), EnsureTyped(keys, dtype=torch.float32, track_meta=False)]
     if pos is not None:
         t += [EncodeIgnored("label", mask_key="void", mask_is_valid=False), DeleteItemsd("void")]
     return Compose(t)
@@ -273,7 +288,7 @@ def roads_eval_transforms(
 ) -> Compose:
     """Roads evaluation: label resized (nearest) to the image when needed, void mask, normalised image."""
     keys = ["image", "label", "void"]
-    return Compose([*_roads_common(mean, std, True), EnsureTyped(keys, dtype=torch.float32)])
+    return Compose([*_roads_common(True), _standardise(mean, std), EnsureTyped(keys, dtype=torch.float32)])
 
 
 def hands_train_transforms(

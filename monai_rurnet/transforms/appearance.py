@@ -1,4 +1,4 @@
-"""Camera-appearance augmentations: hue/saturation shifts and JPEG compression artefacts.
+"""Camera-appearance augmentations: hue/saturation shifts and JPEG compression artefacts (at any scale).
 
 Both act on a channel-first RGB image with intensities in ``[0, 1]`` (after ``ScaleIntensityRanged``) and
 return a float tensor of the same shape; they are meant to run before any standardisation.
@@ -12,6 +12,7 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import convert_to_dst_type
@@ -93,10 +94,16 @@ class RandHueSaturationd(_RandImageTransformd):
 class RandJPEGd(_RandImageTransformd):
     """Randomly JPEG-compress an image at a quality drawn from ``quality`` (as saving to JPEG would).
 
+    With ``zoom`` below 1, the image is compressed at a smaller scale drawn from ``zoom``: resized down
+    (area averaging), JPEG-compressed, resized back to its size (bicubic) -- a picture published as a smaller
+    JPEG and upsampled again (the Massachusetts Roads test tiles exist only as 1024x1024 JPEGs of the 1500x1500
+    originals).
+
     Args:
         keys: image keys, each ``(3, H, W)`` or ``(1, H, W)`` in ``[0, 1]``.
         prob: probability of applying the compression.
         quality: ``(min, max)`` JPEG quality (1..95).
+        zoom: ``(min, max)`` scale at which the image is compressed, in ``(0, 1]``; ``(1, 1)``: its own size.
     """
 
     def __init__(
@@ -104,28 +111,43 @@ class RandJPEGd(_RandImageTransformd):
         keys: KeysCollection,
         prob: float = 0.1,
         quality: Sequence[int] = (20, 90),
+        zoom: Sequence[float] = (1.0, 1.0),
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, prob, allow_missing_keys)
         lo, hi = int(quality[0]), int(quality[1])
         if not 1 <= lo <= hi <= 95:
             raise ValueError(f"RandJPEGd: quality range must satisfy 1 <= min <= max <= 95, got {quality}.")
+        zlo, zhi = float(zoom[0]), float(zoom[1])
+        if not 0.0 < zlo <= zhi <= 1.0:
+            raise ValueError(f"RandJPEGd: zoom range must satisfy 0 < min <= max <= 1, got {zoom}.")
         self.quality = (lo, hi)
+        self.zoom = (zlo, zhi)
         self._q = hi
+        self._z = zhi
 
     def randomize(self, data=None) -> None:
         super().randomize(None)
         if self._do_transform:
             self._q = int(self.R.randint(self.quality[0], self.quality[1] + 1))
+            if self.zoom != (1.0, 1.0):  # leaves the random stream of the plain transform as it was
+                self._z = float(self.R.uniform(*self.zoom))
 
     def _apply(self, img: torch.Tensor, key: Hashable) -> torch.Tensor:
         if img.dim() != 3 or img.shape[0] not in (1, 3):
             raise ValueError(f"RandJPEGd: '{key}' must be (1|3, H, W), got {tuple(img.shape)}.")
-        arr = (img.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+        x = img.detach().float().cpu()
+        size = tuple(x.shape[1:])
+        small = tuple(max(8, round(s * self._z)) for s in size)
+        if small != size:
+            x = F.interpolate(x[None], size=small, mode="area")[0]
+        arr = (x.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).numpy()
         pil = PILImage.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
         buf = io.BytesIO()
         pil.save(buf, format="JPEG", quality=self._q)
         buf.seek(0)
-        back = np.asarray(PILImage.open(buf).convert(pil.mode), dtype=np.float32) / 255.0
-        back = back[None] if back.ndim == 2 else back.transpose(2, 0, 1)
-        return torch.from_numpy(np.ascontiguousarray(back))
+        arr = np.asarray(PILImage.open(buf).convert(pil.mode), dtype=np.float32) / 255.0
+        back = torch.from_numpy(np.ascontiguousarray(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)))
+        if small == size:
+            return back
+        return F.interpolate(back[None], size=size, mode="bicubic", align_corners=False)[0].clamp_(0.0, 1.0)

@@ -60,3 +60,16 @@ def test_jpeg_is_seeded_and_validates_quality():
         np.testing.assert_array_equal(a({"image": x})["image"].numpy(), b({"image": x})["image"].numpy())
     with pytest.raises(ValueError, match="quality range"):
         RandJPEGd("image", quality=(0, 120))
+
+
+def test_jpeg_at_a_smaller_scale_keeps_the_size_and_loses_more_detail():
+    x = _image()
+    plain = RandJPEGd("image", prob=1.0, quality=(75, 75))({"image": x})["image"]
+    small = RandJPEGd("image", prob=1.0, quality=(75, 75), zoom=(0.5, 0.5))({"image": x})["image"]
+    assert small.shape == x.shape and small.dtype == torch.float32
+    assert 0.0 <= float(small.min()) and float(small.max()) <= 1.0
+    assert float((small - x).abs().mean()) > float((plain - x).abs().mean())
+    with pytest.raises(ValueError, match="zoom range"):
+        RandJPEGd("image", zoom=(0.0, 1.0))
+    with pytest.raises(ValueError, match="zoom range"):
+        RandJPEGd("image", zoom=(0.8, 1.2))
