@@ -119,6 +119,15 @@ def test_roads(tmp_path):
     out = roads_train_transforms(patch_size=64, num_samples=2)(dl[0])
     assert len(out) == 2 and tuple(out[0]["void"].shape) == (1, 64, 64)
     assert set(torch.unique(out[0]["label"]).tolist()) <= {0.0, 1.0}
+    plain, jpeg = roads_train_transforms(patch_size=64, num_samples=2), roads_train_transforms(
+        patch_size=64, num_samples=2, jpeg_prob=1.0, jpeg_quality=(20, 20), jpeg_zoom=(0.5, 0.5)
+    )
+    plain.set_random_state(3)
+    jpeg.set_random_state(3)
+    a, b = plain(dl[0]), jpeg(dl[0])
+    for x, y in zip(a, b):  # same crops and labels, image compressed at half scale, then standardised alike
+        assert torch.equal(x["label"], y["label"]) and x["image"].shape == y["image"].shape
+        assert 0.01 < float((x["image"] - y["image"]).abs().mean()) < 1.0
     ev = roads_eval_transforms()(massroads_datalist(tmp_path, "valid")[0])
     assert tuple(ev["label"].shape) == (1, 96, 96) and ev["void"].sum() > 0
     assert (ev["label"][ev["void"] > 0] > 0).float().mean() < 0.05  # nearest round trip at the edge
