@@ -119,8 +119,11 @@ def test_roads(tmp_path):
     out = roads_train_transforms(patch_size=64, num_samples=2)(dl[0])
     assert len(out) == 2 and tuple(out[0]["void"].shape) == (1, 64, 64)
     assert set(torch.unique(out[0]["label"]).tolist()) <= {0.0, 1.0}
-    plain, jpeg = roads_train_transforms(patch_size=64, num_samples=2), roads_train_transforms(
-        patch_size=64, num_samples=2, jpeg_prob=1.0, jpeg_quality=(20, 20), jpeg_zoom=(0.5, 0.5)
+    plain, jpeg = (
+        roads_train_transforms(patch_size=64, num_samples=2),
+        roads_train_transforms(
+            patch_size=64, num_samples=2, jpeg_prob=1.0, jpeg_quality=(20, 20), jpeg_zoom=(0.5, 0.5)
+        ),
     )
     plain.set_random_state(3)
     jpeg.set_random_state(3)
