@@ -231,7 +231,8 @@ class OverlaySaver:
     blue over the darkened input; pixels with label 255 (ignored) are left as the input.
 
     Reads ``pred`` (foreground probability channel ``foreground``), ``label`` and the image meta's file name
-    from the evaluator's decollated output.
+    from the evaluator's decollated output. Spatial axes are ``(W, H)``, as MONAI's ``PILReader`` reads 2D files
+    (``monai_rurnet.data.transforms``): the overlay is written back in the file's own orientation.
     """
 
     def __init__(self, output_dir: str | os.PathLike, threshold: float = 0.5, foreground: int = 1) -> None:
@@ -252,15 +253,15 @@ class OverlaySaver:
         batches = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
         for out, batch in zip(outputs, batches):
             pred = out["pred"]
-            prob = pred[self.foreground if pred.shape[0] > 1 else 0].detach().float().cpu().numpy()
-            label = out["label"][0].detach().cpu().numpy()
+            prob = pred[self.foreground if pred.shape[0] > 1 else 0].detach().float().cpu().numpy().T
+            label = out["label"][0].detach().cpu().numpy().T
             image = batch["image"]
             name = Path(
                 str(getattr(image, "meta", {}).get("filename_or_obj", f"case_{engine.state.iteration}"))
             )
             img = image.detach().float().cpu().numpy()[:3]
             img = (img - img.min()) / max(float(img.max() - img.min()), 1e-6)
-            rgb = (img.transpose(1, 2, 0) * 160).astype(np.uint8)
+            rgb = np.ascontiguousarray((img.transpose(2, 1, 0) * 160).astype(np.uint8))
             p, y = prob >= self.threshold, label == 1
             valid = label != 255
             rgb[p & y & valid] = (255, 255, 255)
