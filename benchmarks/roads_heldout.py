@@ -7,8 +7,8 @@ pooled over the tiles, road class only (the figures of the roads literature and 
 
 - road P/R break-even (100 thresholds, the library's :class:`~monai_rurnet.metrics.PRBreakEven`);
 - relaxed (rho = 3 px, Mnih 2013) precision / recall at threshold 0.5 and their break-even over thresholds
-  0.05, 0.10, ..., 0.95 (:class:`~monai_rurnet.metrics.RelaxedPrecisionRecall` at each; linear interpolation where
-  P - R changes sign);
+  0.05, 0.10, ..., 0.95 (:class:`~monai_rurnet.metrics.RelaxedPrecisionRecall` at each, crossing by the library's
+  :func:`~monai_rurnet.metrics.breakeven_point`, as for the P/R break-even);
 - road IoU at 0.5 (:class:`~monai_rurnet.metrics.PaperSegMetrics`); seconds per tile (this process, ``--threads``
   threads).
 
@@ -34,21 +34,16 @@ from monai.bundle import ConfigParser
 from PIL import Image
 from robustness_drive import ROOT
 
-from monai_rurnet.metrics import PaperSegMetrics, PRBreakEven, RelaxedPrecisionRecall, apply_fov
+from monai_rurnet.metrics import (
+    PaperSegMetrics,
+    PRBreakEven,
+    RelaxedPrecisionRecall,
+    apply_fov,
+    breakeven_point,
+)
 
 RELAXED_THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 RHO = 3
-
-
-def relaxed_breakeven(p: np.ndarray, r: np.ndarray) -> float:
-    """Relaxed precision = recall, interpolated between the thresholds where their difference changes sign."""
-    d = p - r
-    for k in range(len(d) - 1):
-        if d[k] * d[k + 1] <= 0 and d[k] != d[k + 1]:
-            s = d[k] / (d[k] - d[k + 1])
-            return float(p[k] + s * (p[k + 1] - p[k]))
-    k = int(np.argmin(np.abs(d)))
-    return float((p[k] + r[k]) / 2)
 
 
 def as_published(img: Image.Image, quality: int, size: int = 1024) -> Image.Image:
@@ -92,7 +87,7 @@ def score(
     at_half = int(np.flatnonzero(RELAXED_THRESHOLDS == 0.5)[0])
     return {
         "road_breakeven": breakeven.aggregate()["breakeven_road"],
-        "relaxed_breakeven": relaxed_breakeven(p, r),
+        "relaxed_breakeven": breakeven_point(p, r, RELAXED_THRESHOLDS)[0],
         "relaxed_precision": float(p[at_half]),
         "relaxed_recall": float(r[at_half]),
         "road_iou": paper.aggregate()["IoU_per_class"][1],

@@ -25,6 +25,7 @@ __all__ = [
     "RelaxedPrecisionRecall",
     "paper_metrics_from_confusion",
     "breakeven_from_histograms",
+    "breakeven_point",
     "auc_from_histograms",
     "pr_curve_from_histograms",
     "roc_curve_from_histograms",
@@ -162,7 +163,7 @@ def breakeven_from_histograms(neg: np.ndarray, pos: np.ndarray) -> dict[str, flo
     c = pr_curve_from_histograms(neg, pos)
     out = {}
     for name, suffix in (("breakeven", ""), ("breakeven_road", "_road")):
-        val, t = _crossing(c["precision" + suffix], c["recall" + suffix], c["threshold"])
+        val, t = breakeven_point(c["precision" + suffix], c["recall" + suffix], c["threshold"])
         out[name] = val
         out["threshold" + suffix] = t
     return out
@@ -176,7 +177,10 @@ def roc_curve_from_histograms(neg: np.ndarray, pos: np.ndarray) -> dict[str, np.
     return {"fpr": fpr, "tpr": tpr}
 
 
-def _crossing(p: np.ndarray, r: np.ndarray, thr: np.ndarray) -> tuple[float, float]:
+def breakeven_point(p: np.ndarray, r: np.ndarray, thr: np.ndarray) -> tuple[float, float]:
+    """``(value, threshold)`` where precision ``p`` = recall ``r`` along thresholds ``thr`` (ascending): linear
+    interpolation between the first pair of thresholds where ``p - r`` changes sign, else the point where they are
+    closest (their mean); non-finite points are skipped, ``nan`` when none is left."""
     ok = np.isfinite(p) & np.isfinite(r)
     p, r, thr = p[ok], r[ok], thr[ok]
     if len(p) == 0:

@@ -13,6 +13,7 @@ from monai_rurnet.metrics import (
     VesselMetricsHandler,
     apply_fov,
     apply_ignore,
+    breakeven_point,
 )
 
 
@@ -157,3 +158,16 @@ def test_decollated_lists_like_evaluator():
     engine.run([batch])
     assert engine.state.metrics["be"] == pytest.approx(1.0)
     assert engine.state.metrics["rf1"] == pytest.approx(1.0)
+
+
+def test_breakeven_point_interpolates_the_crossing():
+    thr = np.array([0.25, 0.5, 0.75])
+    value, t = breakeven_point(np.array([0.4, 0.6, 0.8]), np.array([0.8, 0.5, 0.3]), thr)
+    # p - r = -0.4, 0.1: crosses 4/5 of the way from 0.25 to 0.5
+    assert value == pytest.approx(0.4 + 0.8 * 0.2) and t == pytest.approx(0.25 + 0.8 * 0.25)
+    assert breakeven_point(np.array([0.5, np.nan]), np.array([0.5, 0.1]), thr[:2]) == (0.5, 0.25)
+    value, t = breakeven_point(
+        np.array([0.2, 0.3]), np.array([0.6, 0.4]), thr[:2]
+    )  # no crossing: closest point
+    assert value == pytest.approx(0.35) and t == 0.5
+    assert all(np.isnan(breakeven_point(np.array([np.nan]), np.array([0.5]), thr[:1])))
