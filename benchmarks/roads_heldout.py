@@ -14,7 +14,8 @@ pooled over the tiles, road class only (the figures of the roads literature and 
 
 ``--published 75`` also scores the tiles as the official test tiles exist today: resized to 1024x1024 (Lanczos),
 saved as JPEG at that quality, resized back to 1500x1500 (bicubic) before inference, against the full-size labels
-and the original void pixels.
+and the original void pixels. ``--official`` also scores the official validation tile(s) in ``DATA/valid`` (here
+10228690_15), whose image exists only in that published form (1024x1024), resized back to its 1500x1500 map (bicubic).
 
     python benchmarks/roads_heldout.py --model bundles/massroads/models/model.pt --overlap 0.25 0.5 --published 75
 """
@@ -55,10 +56,11 @@ def as_published(img: Image.Image, quality: int, size: int = 1024) -> Image.Imag
 
 
 def score(
-    model: str, data: Path, tiles: list[str], overlap: float, mode: str, quality: int | None = None
+    model: str, pairs: list[tuple[Path, Path]], overlap: float, mode: str, quality: int | None = None
 ) -> dict[str, float]:
-    """Road metrics of ``model`` on ``tiles`` (as published at JPEG ``quality`` if given) with sliding-window
-    ``overlap`` and blending ``mode``."""
+    """Road metrics of ``model`` on the (image, road map) ``pairs`` (as published at JPEG ``quality`` if given) with
+    sliding-window ``overlap`` and blending ``mode``. An image smaller than its map (an official tile as published)
+    is resized to the map (bicubic) before inference, as the official test tiles are scored."""
     breakeven, paper = PRBreakEven(num_thresholds=100), PaperSegMetrics()
     relaxed = [RelaxedPrecisionRecall(rho=RHO, threshold=float(t)) for t in RELAXED_THRESHOLDS]
     seconds = []
@@ -66,12 +68,15 @@ def score(
         work = Path(tmp)
         runner = build_roads_runner(model, work)
         runner.options.update(overlap=overlap, mode=mode)
-        for tile in tiles:
-            img = Image.open(data / "sat" / f"{tile}.png").convert("RGB")
+        for image, label in pairs:
+            road_map = Image.open(label).convert("L")
+            img = Image.open(image).convert("RGB")
+            if img.size != road_map.size:
+                img = img.resize(road_map.size, Image.BICUBIC)
             valid = ~(np.asarray(img) == 255).all(axis=-1)  # the runner's void pixels (of the original tile)
-            src = work / f"{tile}.png"
+            src = work / f"{image.stem}.png"
             (img if quality is None else as_published(img, quality)).save(src)
-            road = np.asarray(Image.open(data / "map" / f"{tile}.png").convert("L")) > 127
+            road = np.asarray(road_map) > 127
             t0 = time.perf_counter()
             prob = predict_raster(runner, src)
             seconds.append(time.perf_counter() - t0)
@@ -110,20 +115,34 @@ def main() -> None:
         default=[],
         help="also score the tiles as 1024x1024 JPEGs of these qualities",
     )
+    ap.add_argument(
+        "--official",
+        action="store_true",
+        help="also score the official validation tile(s) of DATA/valid as published (1024x1024, upsampled back)",
+    )
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tiles = ConfigParser.load_config_file(str(ROADS_BUNDLE / "configs" / "train.json"))["val_tiles"]
+    train = Path(args.data) / "train"
+    sets = {"as is": [(train / "sat" / f"{t}.png", train / "map" / f"{t}.png") for t in tiles]}
+    if args.official:
+        valid = Path(args.data) / "valid"
+        sets["official valid, as published"] = [
+            (image, next((valid / "map").glob(f"{image.stem}.*")))
+            for image in sorted((valid / "sat").glob("*.png"))
+        ]
     lines = [
         "| model | tiles | overlap | road P/R break-even | relaxed break-even | relaxed P / R at 0.5 | road IoU "
         "| s / tile |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for model in args.model:
-        for quality in [None, *args.published]:
-            form = "as is" if quality is None else f"1024² JPEG q{quality}"
+        runs = [(form, pairs, None) for form, pairs in sets.items()]
+        runs += [(f"1024² JPEG q{q}", sets["as is"], q) for q in args.published]
+        for form, pairs, quality in runs:
             for overlap in args.overlap:
-                m = score(model, Path(args.data) / "train", tiles, overlap, args.mode, quality)
+                m = score(model, pairs, overlap, args.mode, quality)
                 lines.append(
                     f"| {model} | {form} | {overlap} | {m['road_breakeven']:.4f} | {m['relaxed_breakeven']:.4f} | "
                     f"{m['relaxed_precision']:.4f} / {m['relaxed_recall']:.4f} | {m['road_iou']:.4f} | "
