@@ -35,6 +35,7 @@ from monai.bundle import ConfigParser
 from PIL import Image
 from robustness_drive import ROOT
 
+from monai_rurnet.data import massroads_datalist, void_mask
 from monai_rurnet.metrics import (
     PaperSegMetrics,
     PRBreakEven,
@@ -55,6 +56,11 @@ def as_published(img: Image.Image, quality: int, size: int = 1024) -> Image.Imag
     return Image.open(buf).convert("RGB").resize(img.size, Image.BICUBIC)
 
 
+def tile_pairs(data: str, split: str, ids: list[str] | None = None) -> list[tuple[Path, Path]]:
+    """(image, road map) paths of the ``split`` tiles (``ids`` only, if given) under the dataset folder ``data``."""
+    return [(Path(d["image"]), Path(d["label"])) for d in massroads_datalist(data, split, ids=ids)]
+
+
 def score(
     model: str, pairs: list[tuple[Path, Path]], overlap: float, mode: str, quality: int | None = None
 ) -> dict[str, float]:
@@ -73,7 +79,8 @@ def score(
             img = Image.open(image).convert("RGB")
             if img.size != road_map.size:
                 img = img.resize(road_map.size, Image.BICUBIC)
-            valid = ~(np.asarray(img) == 255).all(axis=-1)  # the runner's void pixels (of the original tile)
+            # the runner's void pixels (of the original tile)
+            valid = ~void_mask(np.asarray(img), channel_dim=-1)
             src = work / f"{image.stem}.png"
             (img if quality is None else as_published(img, quality)).save(src)
             road = np.asarray(road_map) > 127
@@ -124,14 +131,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tiles = ConfigParser.load_config_file(str(ROADS_BUNDLE / "configs" / "train.json"))["val_tiles"]
-    train = Path(args.data) / "train"
-    sets = {"as is": [(train / "sat" / f"{t}.png", train / "map" / f"{t}.png") for t in tiles]}
+    sets = {"as is": tile_pairs(args.data, "train", tiles)}
     if args.official:
-        valid = Path(args.data) / "valid"
-        sets["official valid, as published"] = [
-            (image, next((valid / "map").glob(f"{image.stem}.*")))
-            for image in sorted((valid / "sat").glob("*.png"))
-        ]
+        sets["official valid, as published"] = tile_pairs(args.data, "valid")
     lines = [
         "| model | tiles | overlap | road P/R break-even | relaxed break-even | relaxed P / R at 0.5 | road IoU "
         "| s / tile |",
