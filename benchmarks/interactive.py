@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +150,9 @@ def mean_rows(condition: str, per_image: list[dict]) -> list[str]:
     ]
 
 
-def build_roads_runner(model: str, work: Path):
-    """The massroads bundle's GeoTIFF runner (its inference.json) on the images of ``work``, writing to ``work/out``."""
+def build_roads_runner(model: str, work: Path, overrides: Mapping[str, Any] | None = None):
+    """The massroads bundle's GeoTIFF runner (its inference.json) on the images of ``work``, writing to ``work/out``;
+    ``overrides``: config ids and values set after loading (e.g. a ``network_def`` for weights of another network)."""
     parser = ConfigParser()
     parser.read_config(str(ROADS_BUNDLE / "configs" / "inference.json"))
     parser.update(
@@ -162,6 +163,7 @@ def build_roads_runner(model: str, work: Path):
             "output_dir": str(work / "out"),
             "model_file": model,
             "progress": False,
+            **(overrides or {}),
         }
     )
     return parser.get_parsed_content("evaluator")

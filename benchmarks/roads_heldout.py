@@ -27,9 +27,11 @@ import io
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from cv_drive import inference_overrides, parse_overrides
 from interactive import ROADS_BUNDLE, build_roads_runner, predict_raster
 from monai.bundle import ConfigParser
 from PIL import Image
@@ -62,17 +64,23 @@ def tile_pairs(data: str, split: str, ids: list[str] | None = None) -> list[tupl
 
 
 def score(
-    model: str, pairs: list[tuple[Path, Path]], overlap: float, mode: str, quality: int | None = None
+    model: str,
+    pairs: list[tuple[Path, Path]],
+    overlap: float,
+    mode: str,
+    quality: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Road metrics of ``model`` on the (image, road map) ``pairs`` (as published at JPEG ``quality`` if given) with
     sliding-window ``overlap`` and blending ``mode``. An image smaller than its map (an official tile as published)
-    is resized to the map (bicubic) before inference, as the official test tiles are scored."""
+    is resized to the map (bicubic) before inference, as the official test tiles are scored. ``overrides``: the
+    bundle's ``network_def`` values for weights of another network."""
     breakeven, paper = PRBreakEven(num_thresholds=100), PaperSegMetrics()
     relaxed = [RelaxedPrecisionRecall(rho=RHO, threshold=float(t)) for t in RELAXED_THRESHOLDS]
     seconds = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        runner = build_roads_runner(model, work)
+        runner = build_roads_runner(model, work, overrides)
         runner.options.update(overlap=overlap, mode=mode)
         for image, label in pairs:
             road_map = Image.open(label).convert("L")
@@ -127,8 +135,23 @@ def main() -> None:
         action="store_true",
         help="also score the official validation tile(s) of DATA/valid as published (1024x1024, upsampled back)",
     )
+    ap.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="network_def override for weights of another network than the bundle's (every --model), as in "
+        'cv_drive.py, e.g. network_def=\'{"_target_": "monai_rurnet.networks.build_network", '
+        '"name": "monai_basic_unet"}\'',
+    )
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
+    try:
+        overrides = inference_overrides(parse_overrides(args.override))
+    except ValueError as err:
+        ap.error(str(err))
+    if len(overrides) != len(args.override):
+        ap.error("--override takes network_def... keys only (the network the weights were trained with)")
     torch.set_num_threads(args.threads)
     tiles = ConfigParser.load_config_file(str(ROADS_BUNDLE / "configs" / "train.json"))["val_tiles"]
     sets = {"as is": tile_pairs(args.data, "train", tiles)}
@@ -144,7 +167,7 @@ def main() -> None:
         runs += [(f"1024² JPEG q{q}", sets["as is"], q) for q in args.published]
         for form, pairs, quality in runs:
             for overlap in args.overlap:
-                m = score(model, pairs, overlap, args.mode, quality)
+                m = score(model, pairs, overlap, args.mode, quality, overrides)
                 lines.append(
                     f"| {model} | {form} | {overlap} | {m['road_breakeven']:.4f} | {m['relaxed_breakeven']:.4f} | "
                     f"{m['relaxed_precision']:.4f} / {m['relaxed_recall']:.4f} | {m['road_iou']:.4f} | "
