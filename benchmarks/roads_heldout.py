@@ -147,11 +147,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
     try:
-        overrides = inference_overrides(parse_overrides(args.override))
+        parsed = parse_overrides(args.override)
     except ValueError as err:
         ap.error(str(err))
-    if len(overrides) != len(args.override):
-        ap.error("--override takes network_def... keys only (the network the weights were trained with)")
+    overrides = inference_overrides(parsed)
+    if other := sorted(set(parsed) - set(overrides)):
+        ap.error(f"--override {other}: network_def... keys only (the network the weights were trained with)")
     torch.set_num_threads(args.threads)
     tiles = ConfigParser.load_config_file(str(ROADS_BUNDLE / "configs" / "train.json"))["val_tiles"]
     sets = {"as is": tile_pairs(args.data, "train", tiles)}
