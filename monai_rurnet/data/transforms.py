@@ -7,6 +7,7 @@ Images are converted to RGB, labels/masks to 8-bit grey and binarised to {0, 1}.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor, PILReader
 from monai.transforms import (
+    CenterSpatialCropd,
     Compose,
     DeleteItemsd,
     EnsureChannelFirstd,
@@ -228,6 +230,7 @@ def roads_train_transforms(
     flip_prob: float = 0.5,
     rot90: bool = True,
     rotate_deg: float = 0.0,
+    rotate_prob: float = 0.5,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     pos: float | None = None,
@@ -235,8 +238,10 @@ def roads_train_transforms(
     jpeg_prob: float = 0.0,
     jpeg_quality: Sequence[int] = (30, 95),
     jpeg_zoom: Sequence[float] = (0.6, 1.0),
+    colour_jitter: float = 0.0,
 ) -> Compose:
-    """Roads training: void mask from white pixels, random crops, flips, rot90, optional JPEG, fixed mean/std.
+    """Roads training: void mask from white pixels, random crops, flips, rot90, optional free rotation, colour
+    jitter and JPEG, fixed mean/std.
 
     Without ``pos``: uniform random crops, keys image/label/void (void is float {0, 1}; the loss should ignore
     void pixels). With ``pos`` (the massroads bundle's recipe): crops centred on road and on valid background
@@ -244,30 +249,39 @@ def roads_train_transforms(
     the edges), then the void pixels marked ignored in the label (:class:`EncodeIgnored`) and ``void`` dropped.
     With ``jpeg_prob`` > 0, that share of the crops is JPEG-compressed at a quality drawn from ``jpeg_quality``
     and a scale drawn from ``jpeg_zoom`` (:class:`~monai_rurnet.transforms.RandJPEGd`: down, compress, back up),
-    as aerial tiles published as smaller JPEGs are.
+    as aerial tiles published as smaller JPEGs are. With ``rotate_deg`` > 0, that share (``rotate_prob``) of the crops
+    is turned by an angle drawn from [-rotate_deg, rotate_deg] (roads run at every angle; rot90 and flips give only
+    eight): each crop is first taken ``sqrt(2)`` times larger, turned, then cut back to ``patch_size`` about its
+    centre, so no padding enters the crop. ``colour_jitter`` > 0 scales each colour channel by a factor in
+    [1 - j, 1 + j] and shifts the brightness by up to ``j / 2`` (half the crops each), as lighting and season change
+    between flights.
     """
     keys = ["image", "label", "void"]
     ps = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+    rotate = rotate_deg > 0 and rotate_prob > 0
+    crop_size = (math.ceil(max(ps) * math.sqrt(2)) + 2,) * len(ps) if rotate else ps
     t = _roads_common(True)
     t.append(EnsureTyped("void", dtype=torch.float32))
-    if rotate_deg > 0:
-        t.append(
-            RandRotated(
-                keys,
-                range_x=np.deg2rad(rotate_deg),
-                prob=1.0,
-                mode=("bilinear", "nearest", "nearest"),
-                padding_mode="zeros",
-            )
-        )
     if pos is None:
-        t.append(RandSpatialCropSamplesd(keys, roi_size=ps, num_samples=num_samples, random_size=False))
+        t.append(
+            RandSpatialCropSamplesd(keys, roi_size=crop_size, num_samples=num_samples, random_size=False)
+        )
     else:
         crop = RandCropByPosNegLabeld(
-            keys, label_key="crop_label", spatial_size=ps, pos=pos, neg=neg, num_samples=num_samples,
+            keys, label_key="crop_label", spatial_size=crop_size, pos=pos, neg=neg, num_samples=num_samples,
             image_key="valid", image_threshold=0.5, allow_smaller=True,
         )  # fmt: skip
         t += [Lambda(_valid_area), crop, DeleteItemsd(["valid", "crop_label"])]
+    if rotate:
+        t += [
+            RandRotated(
+                keys,
+                range_x=np.deg2rad(rotate_deg),
+                prob=rotate_prob,
+                mode=("bilinear", "nearest", "nearest"),
+            ),
+            CenterSpatialCropd(keys, roi_size=ps),
+        ]
     if flip_prob > 0:
         t += [
             RandFlipd(keys, prob=flip_prob, spatial_axis=0),
@@ -275,6 +289,14 @@ def roads_train_transforms(
         ]
     if rot90:
         t.append(RandRotate90d(keys, prob=0.5, max_k=3))
+    if colour_jitter > 0:
+        t += [
+            RandScaleIntensityd("image", factors=colour_jitter, prob=0.5, channel_wise=True),
+            RandShiftIntensityd("image", offsets=colour_jitter / 2, prob=0.5),
+            ScaleIntensityRanged(
+                "image", a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0, clip=True
+            ),  # back into [0, 1]
+        ]
     if jpeg_prob > 0:
         t.append(RandJPEGd("image", prob=jpeg_prob, quality=jpeg_quality, zoom=jpeg_zoom))
     t += [_standardise(mean, std), EnsureTyped(keys, dtype=torch.float32, track_meta=False)]

@@ -26,6 +26,7 @@ from monai_rurnet.data import (
     synthetic_vessel_image,
     void_mask,
 )
+from monai_rurnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 DRIVE = Path("/work/shared/data/DRIVE")
 ROADS = Path("/work/shared/data/MassRoads")
@@ -136,6 +137,43 @@ def test_roads(tmp_path):
     assert (ev["label"][ev["void"] > 0] > 0).float().mean() < 0.05  # nearest round trip at the edge
     d = MarkVoidd()({"image": torch.full((3, 4, 4), 255.0)})
     assert d["void"].shape == (1, 4, 4) and d["void"].all()
+
+
+def test_roads_free_rotation_and_colour(tmp_path):
+    """Turned crops keep image and label aligned and take no padding; colour jitter changes only the image."""
+    for sub in ("sat", "map"):
+        (tmp_path / "train" / sub).mkdir(parents=True)
+    yy, xx = np.mgrid[:160, :160]
+    road = (np.abs(yy - 80) < 6) | (np.abs(yy - xx) < 5)  # a horizontal and a diagonal road
+    img = np.full((160, 160, 3), 100, np.uint8)
+    img[road] = (220, 40, 40)
+    Image.fromarray(img).save(tmp_path / "train" / "sat" / "10001000_15.png")
+    Image.fromarray(road.astype(np.uint8) * 255).save(tmp_path / "train" / "map" / "10001000_15.tif")
+    item = massroads_datalist(tmp_path)[0]
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    turned = roads_train_transforms(patch_size=64, num_samples=4, rotate_deg=180, rotate_prob=1.0)
+    turned.set_random_state(1)
+    for out in turned(item):
+        rgb = out["image"] * std + mean
+        assert tuple(out["label"].shape) == (1, 64, 64) and set(torch.unique(out["label"]).tolist()) <= {
+            0.0,
+            1.0,
+        }
+        assert float(rgb.sum(0).min()) > 0.3  # no black padding entered the crop
+        red = rgb[0] - rgb[1] > 0.35
+        on_road = out["label"][0] > 0
+        assert float((red == on_road).float().mean()) > 0.95  # image and label turned together
+    plain = roads_train_transforms(patch_size=64, num_samples=2)
+    jitter = roads_train_transforms(patch_size=64, num_samples=2, colour_jitter=0.3)
+    plain.set_random_state(4)
+    jitter.set_random_state(4)
+    diffs = []
+    for a, b in zip(plain(item), jitter(item)):
+        assert torch.equal(a["label"], b["label"])
+        rgb = b["image"] * std + mean
+        assert float(rgb.min()) >= -1e-5 and float(rgb.max()) <= 1 + 1e-5
+        diffs.append(float((a["image"] - b["image"]).abs().mean()))
+    assert max(diffs) > 0.01
 
 
 def test_roads_real_valid():
