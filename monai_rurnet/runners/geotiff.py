@@ -41,6 +41,7 @@ from monai_rurnet.data.geotiff import (
 from monai_rurnet.data.guidance_io import GuidanceRasters
 from monai_rurnet.data.roads import void_mask
 from monai_rurnet.data.strokes import apply_strokes
+from monai_rurnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from monai_rurnet.data.writers import GeoTiffMaskWriter
 from monai_rurnet.engines.distributed import all_ranks_ok, rank_and_world
 from monai_rurnet.inferers.probability import foreground_probability
@@ -61,8 +62,6 @@ __all__ = [
 #: time grows with it): a raster that declares more is refused unless ``max_pixels`` is raised.
 DEFAULT_MAX_RASTER_PIXELS = 1_000_000_000
 GEO_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def patch_starts(size: int, roi: int, stride: int) -> list[int]:
