@@ -22,13 +22,12 @@ Command line (writes a ``state_dict`` that ``--init_weights`` loads strictly)::
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Mapping, Sequence
 
 import torch
 
 from monai_rurnet.networks.rurnet import RecurrentUNet
-from monai_rurnet.utils import load_state_dict_file
+from monai_rurnet.utils import atomic_torch_save, load_state_dict_file
 
 __all__ = ["recurrent_from_plain", "main"]
 
@@ -131,11 +130,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=args.level,
         steps=args.steps,
     )
-    state = recurrent_from_plain(load_state_dict_file(args.plain), net, args.z_bias, args.r_bias)
+    try:
+        plain = load_state_dict_file(args.plain)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from e
+    try:
+        state = recurrent_from_plain(plain, net, args.z_bias, args.r_bias)
+    except ValueError as e:
+        raise SystemExit(f"error: {args.plain}: {e}") from e
     net.load_state_dict(state, strict=True)
-    tmp = f"{args.out}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, args.out)
+    atomic_torch_save(state, args.out)
     print(f"{args.out}: {args.cell.upper()}({args.level}) weights from the backbone {args.plain}")
 
 

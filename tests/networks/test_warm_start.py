@@ -64,8 +64,10 @@ def test_errors_say_what_is_wrong(kwargs, match):
 def test_command_line_writes_strictly_loadable_weights(tmp_path):
     torch.save(_plain(), tmp_path / "unet_g.pt")
     # the command builds the default features; a mismatch is reported, the default backbone converts
-    with pytest.raises(ValueError, match="same features"):
+    with pytest.raises(SystemExit, match="unet_g.pt: .*same features"):
         main([str(tmp_path / "unet_g.pt"), str(tmp_path / "bad.pt")])
+    with pytest.raises(SystemExit, match="missing.pt: weights file not found"):
+        main([str(tmp_path / "missing.pt"), str(tmp_path / "bad.pt")])
     assert not (tmp_path / "bad.pt").exists()
     torch.save(build_network("unet_g").state_dict(), tmp_path / "unet_g.pt")
     main([str(tmp_path / "unet_g.pt"), str(tmp_path / "dru.pt"), "--z_bias", "3"])
