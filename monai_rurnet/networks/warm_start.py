@@ -60,13 +60,19 @@ def recurrent_from_plain(
 
     Raises:
         ValueError: ``network`` has no DRU/SRU unit or has it at level 0 (the unit would hold the first
-            convolution), or a backbone tensor does not fit it (other ``features``).
+            convolution), ``plain`` is not a U-Net-G's, or a backbone tensor does not fit (other ``features`` or
+            ``level``).
     """
     if network.cell_name not in ("dru", "sru"):
         raise ValueError(f"recurrent_from_plain starts a DRU or SRU network, got cell={network.cell_name!r}.")
     if network.level < 1:
         raise ValueError(
             "recurrent_from_plain needs the unit below the first level (level >= 1), got level 0."
+        )
+    if not any(k.startswith("unit.body.") for k in plain):
+        raise ValueError(
+            "not the weights of a plain U-Net-G (no 'unit.body.' tensors; got e.g. "
+            f"{sorted(k for k in plain if k.startswith('unit.'))[:2]}): train build_network('unet_g') first."
         )
     state = {k: v.clone() for k, v in network.state_dict().items()}
     first = "encoder.0.0.weight"
@@ -75,7 +81,8 @@ def recurrent_from_plain(
             continue
         if key not in state:
             raise ValueError(
-                f"Backbone tensor {key!r} has no place in the {network.cell_name.upper()} network."
+                f"Backbone tensor {key!r} has no place in the {network.cell_name.upper()} network: "
+                "build both with the same features and level."
             )
         target = state[key]
         if target.shape == value.shape:

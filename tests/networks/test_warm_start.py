@@ -53,12 +53,19 @@ def test_gates_open_give_the_candidate():
         ({"cell": None, "level": 2}, "DRU or SRU"),
         ({"cell": "sru", "level": 0}, "level 0"),
         ({"cell": "dru", "level": 2, "features": (4, 8, 32)}, "same features"),
+        ({"cell": "dru", "level": 1}, "same features and level"),
     ],
 )
 def test_errors_say_what_is_wrong(kwargs, match):
     net = RecurrentUNet(2, 3, 2, **{"features": FEATS, "steps": 3, **kwargs})
     with pytest.raises(ValueError, match=match):
         recurrent_from_plain(_plain(), net)
+
+
+def test_recurrent_weights_are_not_a_backbone():
+    net = RecurrentUNet(2, 3, 2, features=FEATS, cell="dru", level=2, steps=3)
+    with pytest.raises(ValueError, match="not the weights of a plain U-Net-G"):
+        recurrent_from_plain(net.state_dict(), net)
 
 
 def test_command_line_writes_strictly_loadable_weights(tmp_path):
