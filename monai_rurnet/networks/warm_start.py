@@ -145,7 +145,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         state = recurrent_from_plain(plain, net, args.z_bias, args.r_bias)
     except ValueError as e:
         raise SystemExit(f"error: {args.plain}: {e}") from e
-    net.load_state_dict(state, strict=True)
     atomic_torch_save(state, args.out)
     print(f"{args.out}: {args.cell.upper()}({args.level}) weights from the backbone {args.plain}")
 
