@@ -14,8 +14,10 @@ inside the FOV:
 
 Recipes: ``dru4`` (the bundle's ``train.json`` with ``network_def#cell dru``, ``network_def#level 4``), ``sru0``
 (same, ``network_def#cell sru``, ``network_def#level 0``), ``basicunet`` (same trainer, data, augmentation and loss; ``network_def`` replaced by
-MONAI ``BasicUNet(features=(8, 16, 32, 64, 128, 8))``, which drops ``train.json``'s ``return_all_steps``).
-``--override key=value`` is passed to every training command as ``--key value``; overrides of ``network_def...``
+MONAI ``BasicUNet(features=(8, 16, 32, 64, 128, 8))``, which drops ``train.json``'s ``return_all_steps``), ``unetg``
+(``network_def`` replaced by U-Net-G, the recurrent networks' backbone without recurrence).
+``--override key=value`` is passed to every training command as ``--key value``; ``{fold}`` in a value becomes the
+fold number (``init_weights=runs/init/fold{fold}.pt``: a warm start per fold); overrides of ``network_def...``
 also reach the inference pipeline. Runs live in ``--work``/``<recipe>[+overrides]/fold<k>/`` (the trainer's
 ``ckpt_dir``, ``train.log``, ``command.txt``, ``result.json``); rerunning the same command skips folds with a
 ``result.json``, and resumes unfinished trainings from their ``checkpoint.pt``.
@@ -28,6 +30,13 @@ process, ``--threads`` threads).
     python benchmarks/cv_drive.py --recipe dru4 sru0 basicunet --data /path/to/DRIVE --out cv.md
     python benchmarks/cv_drive.py --recipe dru4 --override cldice_weight=0.3 --out cv_cldice.md
     python benchmarks/cv_drive.py --report-all --out cv_all.md   # table of every run under --work, no training
+
+DRU(4) started from each fold's trained U-Net-G (``monai_rurnet.networks.warm_start``), as massroads v0.5.0 was:
+
+    python benchmarks/cv_drive.py --recipe unetg --work runs/cv
+    for k in 0 1 2 3 4; do python -m monai_rurnet.networks.warm_start runs/cv/unetg/fold$k/model.pt \\
+        runs/cv/init/fold$k.pt --cell dru --level 4 --z_bias 3; done
+    python benchmarks/cv_drive.py --recipe dru4 --work runs/cv --override 'init_weights=runs/cv/init/fold{fold}.pt'
 """
 
 from __future__ import annotations
@@ -96,6 +105,8 @@ TRAIN_CONFIGS = (
 )
 #: Training options this script sets itself.
 RESERVED = ("train_ids", "val_ids", "ckpt_dir", "dataset_dir", "bundle_root", "config_file")
+#: Written in an override's value, stands for the fold number (e.g. one warm-start file per fold).
+FOLD_FIELD = "{fold}"
 #: Config overrides (as command-line text) of each recipe on top of the bundle's train.json.
 RECIPES: dict[str, dict[str, str]] = {
     "dru4": {"network_def#cell": "dru", "network_def#level": "4"},
@@ -103,6 +114,7 @@ RECIPES: dict[str, dict[str, str]] = {
     "basicunet": {
         "network_def": '{"_target_": "monai_rurnet.networks.build_network", "name": "monai_basic_unet"}'
     },
+    "unetg": {"network_def": '{"_target_": "monai_rurnet.networks.build_network", "name": "unet_g"}'},
 }
 
 
@@ -166,7 +178,8 @@ def train_command(
     cmd = [python, "-m", "monai.bundle", "run", "--config_file", json.dumps(list(TRAIN_CONFIGS))]
     cmd += ["--bundle_root", "bundles/retina_drive", "--dataset_dir", str(data), "--ckpt_dir", str(ckpt_dir)]
     cmd += ["--train_ids", str(train), "--val_ids", str(val), "--show_progress", "false"]
-    return cmd + override_args(recipe_overrides(recipe, overrides))
+    per_fold = {k: v.replace(FOLD_FIELD, str(fold)) for k, v in recipe_overrides(recipe, overrides).items()}
+    return cmd + override_args(per_fold)
 
 
 def override_args(overrides: Mapping[str, str]) -> list[str]:
@@ -392,7 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--folds", nargs="+", type=int, default=list(range(N_FOLDS)), help="folds to run (0..4)")
     ap.add_argument(
-        "--override", action="append", default=[], help="key=value passed as --key value to training"
+        "--override",
+        action="append",
+        default=[],
+        help="key=value passed as --key value to training ({fold} in the value: the fold number)",
     )
     ap.add_argument("--epochs", type=int, default=None, help="max_epochs (and val_interval when smaller)")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "DRIVE"), help="DRIVE folder")

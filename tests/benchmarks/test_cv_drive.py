@@ -67,8 +67,23 @@ def test_train_command_builds_the_recipe_network_with_the_fold_ids(recipe, tmp_p
     if recipe == "basicunet":
         assert isinstance(net, BasicUNet) and not hasattr(net, "return_all_steps")
     else:
-        assert isinstance(net, RecurrentUNet) and net.return_all_steps
-        assert (net.cell_name, net.level) == {"dru4": ("dru", 4), "sru0": ("sru", 0)}[recipe]
+        # U-Net-G's network_def replaces train.json's, return_all_steps included: one step, one output
+        assert isinstance(net, RecurrentUNet) and net.return_all_steps == (recipe != "unetg")
+        expected = {"dru4": ("dru", 4), "sru0": ("sru", 0), "unetg": ("none", 4)}[recipe]
+        assert (net.cell_name, net.level) == expected
+
+
+def test_fold_field_in_an_override_becomes_the_fold_number(tmp_path):
+    over = {"init_weights": "runs/init/fold{fold}.pt", "cldice_weight": "0.3"}
+    for fold in (0, 3):
+        cmd = cv_drive.train_command("dru4", fold, tmp_path, Path("/data/DRIVE"), over)
+        assert _arg(cmd, "--init_weights") == f"runs/init/fold{fold}.pt"
+        assert _arg(cmd, "--cldice_weight") == 0.3
+    # one run folder for all folds: the name keeps the field, not a fold number
+    assert (
+        cv_drive.fold_dir(tmp_path, "dru4", over, 3).parent
+        == cv_drive.fold_dir(tmp_path, "dru4", over, 0).parent
+    )
 
 
 def test_user_overrides_win_and_only_network_ones_reach_inference():
